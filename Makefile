@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv and installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU build from this machine's disk; on a GPU box install your CUDA build of torch into .venv first
+# (or run `make TORCH=torch==2.14.1 demo`) and it is kept.
+TORCH ?= torch==2.13.0
+
+export DAGSTER_HOME := $(CURDIR)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test ui bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aya materialize --summary
+	@echo
+	@echo "Browse the assets and their lineage:  make ui   (then open http://127.0.0.1:3000)"
+	@echo "Query every artifact with SQL:        $(BIN)/aya sql \"select language, count(*) from prompts group by 1\""
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+ui: $(STAMP)
+	$(BIN)/dagster dev -m aya_assets.definitions
+
+clean:
+	rm -rf data/warehouse data/models data/dagster data/reports data/aya.duckdb

@@ -1,0 +1,1 @@
+"""aya_assets: the Aya Expanse multilingual post-training recipe as Dagster assets."""

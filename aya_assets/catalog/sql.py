@@ -1,0 +1,126 @@
+"""SQL over every artifact: a DuckDB file with one view per table asset plus lineage tables, queried read-only."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+# Only reads reach the engine; the connection itself is read-only and confined to the warehouse as well.
+ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+MATERIALIZATIONS_SCHEMA = {
+    "asset": pl.String,
+    "partition": pl.String,
+    "run_id": pl.String,
+    "timestamp": pl.Datetime("us", "UTC"),
+    "code_version": pl.String,
+    "data_version": pl.String,
+}
+
+
+class SqlRefused(ValueError):
+    pass
+
+
+def view_name(asset_key: dg.AssetKey) -> str:
+    return "__".join(asset_key.path)
+
+
+def asset_deps(defs: dg.Definitions) -> pl.DataFrame:
+    graph = defs.resolve_asset_graph()
+    rows = [
+        {"asset": key.to_user_string(), "upstream_asset": parent.to_user_string()}
+        for key in graph.get_all_asset_keys()
+        for parent in sorted(graph.get(key).parent_keys)
+    ]
+    return pl.DataFrame(rows, schema={"asset": pl.String, "upstream_asset": pl.String}).sort("asset", "upstream_asset")
+
+
+def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.DataFrame:
+    rows = []
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        cursor = None
+        while True:
+            result = instance.fetch_materializations(key, limit=1000, cursor=cursor)
+            for record in result.records:
+                mat = record.asset_materialization
+                rows.append(
+                    {
+                        "asset": key.to_user_string(),
+                        "partition": mat.partition,
+                        "run_id": record.run_id,
+                        "timestamp": record.timestamp,
+                        "code_version": mat.tags.get("dagster/code_version"),
+                        "data_version": mat.tags.get("dagster/data_version"),
+                    }
+                )
+            if not result.has_more:
+                break
+            cursor = result.cursor
+    frame = pl.DataFrame(rows, schema={**MATERIALIZATIONS_SCHEMA, "timestamp": pl.Float64})
+    micros = (pl.col("timestamp") * 1_000_000).cast(pl.Int64)
+    return frame.with_columns(timestamp=pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC"))
+
+
+def refresh_catalog(db_path: Path, warehouse: Path, instance: dg.DagsterInstance, defs: dg.Definitions) -> Path:
+    """Rebuild the DuckDB file beside a temp name, then rename: a SQL client never sees half a catalog."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        con = duckdb.connect(str(tmp))
+        for key in defs.resolve_asset_graph().get_all_asset_keys():
+            folder = warehouse.joinpath(*key.path)
+            if not any(folder.glob("*.parquet")):
+                continue
+            pattern = str(folder / "*.parquet").replace("'", "''")
+            con.execute(
+                f'CREATE VIEW "{view_name(key)}" AS SELECT * EXCLUDE (filename), '
+                f"regexp_extract(filename, '([^/]+)\\.parquet$', 1) AS partition "
+                f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
+            )
+        mats, deps = materializations(instance, defs), asset_deps(defs)
+        con.execute("CREATE TABLE materializations AS SELECT * FROM mats")
+        con.execute("CREATE TABLE asset_deps AS SELECT * FROM deps")
+        con.close()
+        os.replace(tmp, db_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return db_path
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise SqlRefused(f"cannot parse query: {exc}") from None
+    if not statements:
+        raise SqlRefused("empty query")
+    for statement in statements:
+        if statement.type.name not in ALLOWED_STATEMENTS:
+            raise SqlRefused(
+                f"refused: {statement.type.name} statements are not allowed; `aya sql` is read-only (SELECT only)"
+            )
+
+
+def open_read_only(db_path: Path, warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """Read-only connection that can read Parquet under the warehouse and no other file."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    allowed = str(warehouse.resolve()).replace("'", "''") + "/"
+    con.execute(f"SET allowed_directories = ['{allowed}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def run_query(db_path: Path, warehouse: Path, query: str) -> pl.DataFrame:
+    con = open_read_only(db_path, warehouse)
+    try:
+        check_read_only(con, query)
+        return con.sql(query).pl()
+    finally:
+        con.close()

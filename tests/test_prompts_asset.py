@@ -1,0 +1,73 @@
+"""The prompts asset in real Dagster runs: a few partitions, a single-run backfill of all 23, bad input."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from aya_assets.definitions import build_definitions
+from aya_assets.languages import LANGUAGE_CODES
+from aya_assets.runner import materialize_all
+
+
+def warehouse_files(home, asset="prompts"):
+    return sorted(p.name for p in (home / "data" / "warehouse" / asset).glob("*.parquet"))
+
+
+def test_materialize_a_few_partitions(aya_home, instance):
+    defs = build_definitions()
+    for lang in ("de", "ja"):
+        result = dg.materialize(
+            defs.assets, partition_key=lang, instance=instance, resources=defs.resources, selection=["prompts"]
+        )
+        assert result.success
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks["prompts_unique_ids"] and checks["prompts_schema"] and checks["prompts_known_language"]
+    assert warehouse_files(aya_home) == ["de.parquet", "ja.parquet"]
+    df = pl.read_parquet(aya_home / "data" / "warehouse" / "prompts" / "ja.parquet")
+    assert set(df["language"]) == {"ja"} and df.height == 24
+    mats = result.asset_materializations_for_node("prompts")
+    assert mats[0].metadata["dagster/row_count"].value == 24
+    assert "preview" in mats[0].metadata and "dagster/column_schema" in mats[0].metadata
+
+
+def test_single_run_backfill_of_all_23_languages(aya_home, instance):
+    results = materialize_all(build_definitions(), instance, log=lambda _: None)
+    assert len(results) == 1 and results[0].success  # one run for all partitions
+    assert warehouse_files(aya_home) == sorted(f"{c}.parquet" for c in LANGUAGE_CODES)
+    mats = instance.fetch_materializations(dg.AssetKey("prompts"), limit=100).records
+    assert {m.asset_materialization.partition for m in mats} == set(LANGUAGE_CODES)
+    assert len({m.run_id for m in mats}) == 1
+
+
+def test_arena_hard_source_added_by_profile_lands_in_its_partition(aya_home, instance, write_profile, tmp_path):
+    question = tmp_path / "question.jsonl"
+    question.write_text(
+        "\n".join(
+            json.dumps({"question_id": f"tr{i}", "category": "arena-hard-v0.1", "cluster": "c",
+                        "turns": [{"content": f"İstanbul'da gezilecek {i}. yer hangisidir?"}]}, ensure_ascii=False)
+            for i in range(5)
+        ),
+        encoding="utf-8",
+    )
+    profile = write_profile(prompts={"sources": [{"kind": "seed"},
+                                                 {"kind": "arena_hard", "path": str(question), "language": "tr"}]})
+    defs = build_definitions(profile)
+    assert dg.materialize(defs.assets, partition_key="tr", instance=instance, resources=defs.resources).success
+    df = pl.read_parquet(aya_home / "data" / "warehouse" / "prompts" / "tr.parquet")
+    arena = df.filter(pl.col("source") == "arena_hard")
+    assert sorted(arena["source_id"]) == [f"tr{i}" for i in range(5)]
+    assert df.height == 24 + 5
+
+
+def test_bad_prompt_file_fails_the_run_and_writes_nothing(aya_home, instance, write_profile, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "Bonjour"}\n{"text": ""}\n', encoding="utf-8")
+    profile = write_profile(prompts={"sources": [{"kind": "seed"},
+                                                 {"kind": "jsonl", "name": "bad", "path": str(bad), "language": "fr"}]})
+    defs = build_definitions(profile)
+    with pytest.raises(Exception, match=r"bad\.jsonl:2: empty text"):
+        dg.materialize(defs.assets, partition_key="fr", instance=instance, resources=defs.resources)
+    assert warehouse_files(aya_home) == []
+    assert not list((aya_home / "data").rglob("*.tmp"))
