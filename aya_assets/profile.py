@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aya_assets import paths
 from aya_assets.languages import DEFAULT_CLUSTERS, check_language, validate_clusters
+from aya_assets.models.tiny import TinyArchitecture, TrainSettings
+from aya_assets.training.dpo import DPOSettings
 
 DEFAULT_PROFILE = "tiny"
 Split = Literal["train", "eval"]
@@ -121,16 +123,188 @@ class PromptsConfig(_Strict):
         return self
 
 
+class ModelRef(_Strict):
+    """One model: built from the bundled data (tiny) or a configured checkpoint (local dir or hub id)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str | None = None  # required when models.build is false
+    revision: str | None = None
+    focus: list[str] = []  # languages or cluster names this model is (mostly) trained on when built
+    in_pool: bool = True  # teachers only: whether it answers in the arbitrage pool
+
+
+class ModelsConfig(_Strict):
+    build: bool = True  # tiny: train every model from data/seed; gpu: use the configured checkpoints
+    tokenizer_vocab: int = Field(4096, ge=300)
+    architecture: TinyArchitecture = TinyArchitecture()
+    teacher_training: TrainSettings = TrainSettings(steps=300, learning_rate=3e-3, batch_size=16)
+    student_training: TrainSettings = TrainSettings(steps=80, learning_rate=3e-3, batch_size=16)
+    reward_training: TrainSettings = TrainSettings(steps=200, learning_rate=1e-3, batch_size=16)
+    focus_share: float = Field(0.85, gt=0.0, le=1.0)  # share of a built model's data from its focus languages
+    teachers: list[ModelRef] = Field(min_length=1)
+    student: ModelRef
+    reward_model: ModelRef
+    translation_source: str | None = None  # the weak English teacher used for translation-contrast pairs
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names must be unique: {names}")
+        if not any(t.in_pool for t in self.teachers):
+            raise ValueError("no teacher has in_pool: true")
+        if self.translation_source is not None and self.translation_source not in names:
+            raise ValueError(f"translation_source {self.translation_source!r} is not a teacher")
+        if not self.build:
+            for ref in [*self.teachers, self.student, self.reward_model]:
+                if ref.path is None:
+                    raise ValueError(f"{ref.name}: `path` is required when models.build is false")
+                if Path(ref.path).is_absolute() or ref.path.startswith("."):
+                    _existing(ref.path)  # a local checkpoint must exist; anything else is a hub id
+        return self
+
+
+class VllmSettings(_Strict):
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    max_model_len: int | None = None
+    dtype: str = "auto"
+
+
+class EndpointSettings(_Strict):
+    base_url: str
+    api_key_env: str | None = None
+    timeout_s: float = 120
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0.0)
+    max_concurrency: int = Field(8, ge=1)
+    model_names: dict[str, str] = {}
+
+
+class GenerationConfig(_Strict):
+    backend: Literal["transformers", "vllm", "endpoint"] = "transformers"
+    batch_size: int = Field(32, ge=1)  # transformers backend
+    device: str = "auto"
+    samples: int = Field(2, ge=1)  # completions per teacher per prompt (n)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    shard_size: int = Field(64, ge=1)  # prompts per resumable shard
+    vllm: VllmSettings = VllmSettings()
+    endpoint: EndpointSettings | None = None
+
+    @model_validator(mode="after")
+    def _endpoint(self):
+        if self.backend == "endpoint" and self.endpoint is None:
+            raise ValueError("backend 'endpoint' needs an `endpoint:` section with base_url")
+        return self
+
+
+class ArbiterConfig(_Strict):
+    language_weight: float = Field(1.0, ge=0.0)  # score = reward + weight * P(completion is in the prompt's language)
+    batch_size: int = Field(32, ge=1)
+    device: str = "auto"
+
+
+class ArbitrageConfig(_Strict):
+    routing: str = Field("reward", pattern=r"^(reward|fixed|random|single:[A-Za-z0-9_.-]+)$")
+    calibration_fraction: float = Field(0.25, gt=0.0, le=1.0)  # train prompts that decide `fixed` routing
+    max_degenerate_rate: float = Field(0.3, ge=0.0, le=1.0)
+    max_reward_length_correlation: float = Field(0.6, ge=0.0, le=1.0)
+
+
+class TrainingConfig(_Strict):
+    sft: TrainSettings = TrainSettings(steps=150, learning_rate=2e-3, batch_size=16)
+    baselines: bool = True  # also SFT on single-teacher and random routing (what evaluation compares against)
+    dpo: DPOSettings = DPOSettings(steps=40, learning_rate=1e-3, batch_size=8, beta=0.1)
+    min_margin: float = Field(0.1, ge=0.0)  # best-vs-worst pairs closer than this in score are dropped
+
+
+class MergeConfig(_Strict):
+    method: Literal["linear", "slerp", "ties", "dare_ties"] = "linear"
+    weights: dict[str, float] | None = None  # per cluster; default: proportional to each cluster's training rows
+    density: float = Field(0.5, gt=0.0, le=1.0)  # ties / dare_ties
+    slerp_t: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class OnlineConfig(_Strict):
+    rounds: int = Field(3, ge=0, le=10)
+    samples: int = Field(4, ge=2)  # completions per prompt from the previous round's model
+    temperature: float = Field(1.0, gt=0.0)
+    dpo: DPOSettings | None = None  # default: training.dpo
+
+
+class TranslationConfig(_Strict):
+    # tiny: no translation model exists offline, so the weak English answer is used as it is (see README).
+    translator: Literal["none", "nllb"] = "none"
+    model: str = "facebook/nllb-200-distilled-600M"
+    batch_size: int = Field(16, ge=1)
+    device: str = "auto"
+
+
+class EvaluationConfig(_Strict):
+    # Each stage is compared with each baseline: a stage key, or best_single_teacher (the single-teacher SFT
+    # baseline with the highest win rate against the student base).
+    baselines: list[str] = ["student_base", "best_single_teacher"]
+    judge: Literal["reference", "llm"] = "reference"  # reference: lingua + chrF (tiny); llm: Arena-Hard prompt
+    judge_model: str | None = None  # llm judge: checkpoint dir, hub id or served name (never the arbiter)
+    fidelity_weight: float = Field(0.5, ge=0.0, le=1.0)
+    tie_margin: float = Field(0.02, ge=0.0)
+    bootstrap_resamples: int = Field(1000, ge=100)
+    temperature: float = Field(0.7, ge=0.0)
+    regression_tolerance: float = Field(0.0, ge=0.0)  # final merge may trail the arbitrage SFT by this much
+
+    @model_validator(mode="after")
+    def _judge_model(self):
+        if self.judge == "llm" and not self.judge_model:
+            raise ValueError("evaluation.judge 'llm' needs evaluation.judge_model")
+        return self
+
+
 class Profile(_Strict):
     name: str
     seed: int = 0
     clusters: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CLUSTERS))
     prompts: PromptsConfig
+    models: ModelsConfig
+    generation: GenerationConfig = GenerationConfig()
+    arbiter: ArbiterConfig = ArbiterConfig()
+    arbitrage: ArbitrageConfig = ArbitrageConfig()
+    training: TrainingConfig = TrainingConfig()
+    merge: MergeConfig = MergeConfig()
+    online: OnlineConfig = OnlineConfig()
+    translation: TranslationConfig = TranslationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     @field_validator("clusters")
     @classmethod
     def _clusters(cls, value):
         return validate_clusters(value)
+
+    @model_validator(mode="after")
+    def _references(self):
+        teachers = [t.name for t in self.models.teachers]
+        if self.arbitrage.routing.startswith("single:") and self.arbitrage.routing[7:] not in teachers:
+            raise ValueError(f"arbitrage.routing: unknown teacher {self.arbitrage.routing[7:]!r}; teachers: {teachers}")
+        if self.merge.weights is not None and set(self.merge.weights) != set(self.clusters):
+            raise ValueError(f"merge.weights must name every cluster exactly: {sorted(self.clusters)}")
+        if self.merge.method == "slerp" and len(self.clusters) != 2:
+            raise ValueError("merge.method slerp merges exactly two checkpoints; use linear/ties/dare_ties for more clusters")
+        if self.evaluation.judge_model and self.evaluation.judge_model == self.models.reward_model.path:
+            raise ValueError("evaluation.judge_model must not be the arbiter (models.reward_model)")
+        for ref in [*self.models.teachers, self.models.student]:
+            for item in ref.focus:
+                if item not in self.clusters:
+                    check_language(item, f"models: {ref.name}.focus")
+        return self
+
+    def focus_languages(self, ref: ModelRef) -> list[str]:
+        """A model's focus, with cluster names expanded to their languages."""
+        return sorted({code for item in ref.focus for code in self.clusters.get(item, [item])})
+
+    @property
+    def pool_teachers(self) -> list[str]:
+        return [t.name for t in self.models.teachers if t.in_pool]
 
 
 def profile_path(name_or_path: str | None = None) -> Path:

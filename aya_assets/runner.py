@@ -1,13 +1,19 @@
-"""Materialize the whole graph (or a selection) in-process: one run per layer of equally-partitioned assets.
+"""Materialize the whole graph (or a selection) in-process, in dependency order.
 
-Each layer runs as a single-run backfill over all of its partitions (the partition-range tags), which is
-what `make demo` and the end-to-end test do; the UI and `dagster asset backfill` do the same per asset.
+Language-partitioned assets run as single-run backfills over all their partitions (the partition-range
+tags); assets partitioned by teacher, cluster or stage run once per partition. This is what `make demo`
+and the end-to-end tests do; the UI and `dagster asset backfill` launch the same runs.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+
+def _single_run(node) -> bool:
+    policy = node.backfill_policy
+    return policy is not None and policy.max_partitions_per_run is None
 
 
 def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> list[list[dg.AssetKey]]:
@@ -18,11 +24,14 @@ def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> 
         keys = [k for k in keys if k in set(selection)]
     out: list[list[dg.AssetKey]] = []
     for key in keys:
-        pdef = graph.get(key).partitions_def
-        if out and graph.get(out[-1][0]).partitions_def == pdef:
-            out[-1].append(key)
-        else:
-            out.append([key])
+        node = graph.get(key)
+        if out:
+            last = graph.get(out[-1][0])
+            # Unpartitioned and single-run-backfill assets of one partitioning can share a run with their upstreams.
+            if last.partitions_def == node.partitions_def and (node.partitions_def is None or _single_run(node) and _single_run(last)):
+                out[-1].append(key)
+                continue
+        out.append([key])
     return out
 
 
@@ -35,16 +44,24 @@ def materialize_all(
     graph = defs.resolve_asset_graph()
     assets = [*(defs.assets or []), *(defs.asset_checks or [])]
     results = []
+
+    def run(layer, tags, partition_key=None):
+        results.append(dg.materialize(assets, selection=layer, instance=instance, resources=defs.resources,
+                                      tags=tags, partition_key=partition_key, raise_on_error=True))
+
     for layer in layers(defs, selection):
-        pdef = graph.get(layer[0]).partitions_def
-        tags = {}
-        if pdef is not None:
-            partition_keys = pdef.get_partition_keys()
-            tags = {ASSET_PARTITION_RANGE_START_TAG: partition_keys[0], ASSET_PARTITION_RANGE_END_TAG: partition_keys[-1]}
-        log(f"materializing {', '.join(k.to_user_string() for k in layer)}" + (f" ({len(partition_keys)} partitions)" if pdef else ""))
-        results.append(
-            dg.materialize(
-                assets, selection=layer, instance=instance, resources=defs.resources, tags=tags, raise_on_error=True
-            )
-        )
+        node = graph.get(layer[0])
+        names = ", ".join(k.to_user_string() for k in layer)
+        if node.partitions_def is None:
+            log(f"materializing {names}")
+            run(layer, {})
+            continue
+        keys = node.partitions_def.get_partition_keys()
+        if _single_run(node):
+            log(f"materializing {names} ({len(keys)} partitions, one run)")
+            run(layer, {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
+        else:
+            for key in keys:
+                log(f"materializing {names} [{key}]")
+                run(layer, {}, partition_key=key)
     return results

@@ -25,15 +25,44 @@ def instance(tmp_path):
         yield inst
 
 
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep merge: nested mappings are merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+# The tiny profile shrunk further so that the whole graph trains and generates in seconds in tests.
+FAST = {
+    "models": {
+        "tokenizer_vocab": 600,
+        "architecture": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_positions": 160},
+        "teacher_training": {"steps": 12, "learning_rate": 0.005, "batch_size": 8},
+        "student_training": {"steps": 6, "learning_rate": 0.005, "batch_size": 8},
+        "reward_training": {"steps": 12, "learning_rate": 0.002, "batch_size": 8},
+    },
+    "generation": {"samples": 2, "max_new_tokens": 6, "batch_size": 64},
+    "training": {"sft": {"steps": 6, "learning_rate": 0.005, "batch_size": 8},
+                 "dpo": {"steps": 4, "learning_rate": 0.001, "batch_size": 8}},
+    "online": {"rounds": 1, "samples": 2},
+    "evaluation": {"bootstrap_resamples": 200},
+}
+
+
 @pytest.fixture
 def write_profile(tmp_path):
-    """Write a profile YAML built from the tiny one with overrides; returns its path."""
+    """Write a profile YAML built from the tiny one with (deep-merged) overrides; returns its path."""
 
     def _write(**overrides) -> str:
-        base = yaml.safe_load((Path(__file__).parents[1] / "resources" / "tiny.yaml").read_text())
-        base.update(overrides)
+        base = merge(yaml.safe_load((Path(__file__).parents[1] / "resources" / "tiny.yaml").read_text()), overrides)
         path = tmp_path / f"profile_{len(list(tmp_path.glob('profile_*.yaml')))}.yaml"
-        path.write_text(yaml.safe_dump(base, allow_unicode=True))
+        path.write_text(yaml.safe_dump(base, allow_unicode=True, sort_keys=False))
         return str(path)
 
     return _write
+
+
+@pytest.fixture
+def fast_profile(write_profile) -> str:
+    return write_profile(**FAST)

@@ -33,7 +33,7 @@ def test_materialize_a_few_partitions(aya_home, instance):
 
 
 def test_single_run_backfill_of_all_23_languages(aya_home, instance):
-    results = materialize_all(build_definitions(), instance, log=lambda _: None)
+    results = materialize_all(build_definitions(), instance, selection=[dg.AssetKey("prompts")], log=lambda _: None)
     assert len(results) == 1 and results[0].success  # one run for all partitions
     assert warehouse_files(aya_home) == sorted(f"{c}.parquet" for c in LANGUAGE_CODES)
     mats = instance.fetch_materializations(dg.AssetKey("prompts"), limit=100).records
@@ -54,7 +54,8 @@ def test_arena_hard_source_added_by_profile_lands_in_its_partition(aya_home, ins
     profile = write_profile(prompts={"sources": [{"kind": "seed"},
                                                  {"kind": "arena_hard", "path": str(question), "language": "tr"}]})
     defs = build_definitions(profile)
-    assert dg.materialize(defs.assets, partition_key="tr", instance=instance, resources=defs.resources).success
+    assert dg.materialize(defs.assets, partition_key="tr", instance=instance, resources=defs.resources,
+                          selection=["prompts"]).success
     df = pl.read_parquet(aya_home / "data" / "warehouse" / "prompts" / "tr.parquet")
     arena = df.filter(pl.col("source") == "arena_hard")
     assert sorted(arena["source_id"]) == [f"tr{i}" for i in range(5)]
@@ -68,6 +69,6 @@ def test_bad_prompt_file_fails_the_run_and_writes_nothing(aya_home, instance, wr
                                                  {"kind": "jsonl", "name": "bad", "path": str(bad), "language": "fr"}]})
     defs = build_definitions(profile)
     with pytest.raises(Exception, match=r"bad\.jsonl:2: empty text"):
-        dg.materialize(defs.assets, partition_key="fr", instance=instance, resources=defs.resources)
+        dg.materialize(defs.assets, partition_key="fr", instance=instance, resources=defs.resources, selection=["prompts"])
     assert warehouse_files(aya_home) == []
     assert not list((aya_home / "data").rglob("*.tmp"))

@@ -16,7 +16,8 @@ def catalog(tmp_path_factory):
         mp.setenv("AYA_HOME", str(home))
         defs = build_definitions()
         for lang in ("en", "hi", "zh"):
-            dg.materialize(defs.assets, partition_key=lang, instance=instance, resources=defs.resources)
+            dg.materialize(defs.assets, partition_key=lang, instance=instance, resources=defs.resources,
+                           selection=["prompts"])
         warehouse = home / "data" / "warehouse"
         yield refresh_catalog(home / "data" / "aya.duckdb", warehouse, instance, defs), warehouse
 

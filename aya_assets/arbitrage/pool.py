@@ -1,0 +1,125 @@
+"""The teacher pool answers every train prompt, in resumable shards (teacher × language × chunk).
+
+A shard's file name carries a fingerprint of everything that decides its content (model hash, prompts,
+sampling, seed), so a re-run after a crash reuses finished shards and regenerates only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from aya_assets.generation import GenerationBackend, SamplingSettings
+from aya_assets.store import atomic_write_parquet
+
+POOL_SCHEMA = {
+    "prompt_id": pl.String,
+    "language": pl.String,
+    "prompt": pl.String,
+    "teacher": pl.String,
+    "sample": pl.Int32,
+    "completion": pl.String,
+    "tokens": pl.Int32,
+    "finish_reason": pl.String,
+    "seconds": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class Shard:
+    teacher: str
+    language: str
+    index: int
+    prompt_ids: tuple[str, ...]
+    texts: tuple[str, ...]
+
+    def seed(self, base_seed: int) -> int:
+        # Independent of which other shards exist, so a shard regenerates identically on its own.
+        digest = hashlib.sha256(f"{base_seed}|{self.teacher}|{self.language}|{self.index}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+    def fingerprint(self, model_hash: str, sampling: SamplingSettings) -> str:
+        payload = json.dumps([model_hash, sampling.model_dump(), self.prompt_ids], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def plan_shards(prompts: pl.DataFrame, teachers: list[str], shard_size: int) -> list[Shard]:
+    """Teacher-major order, so each model is loaded once per run."""
+    shards = []
+    for teacher in teachers:
+        for (language,), group in prompts.sort("prompt_id").group_by("language", maintain_order=True):
+            ids, texts = group["prompt_id"].to_list(), group["text"].to_list()
+            for index, start in enumerate(range(0, len(ids), shard_size)):
+                chunk = slice(start, start + shard_size)
+                shards.append(Shard(teacher, language, index, tuple(ids[chunk]), tuple(texts[chunk])))
+    return sorted(shards, key=lambda s: (teachers.index(s.teacher), s.language, s.index))
+
+
+def _shard_frame(shard: Shard, results) -> pl.DataFrame:
+    rows = [
+        {
+            "prompt_id": pid,
+            "language": shard.language,
+            "prompt": text,
+            "teacher": shard.teacher,
+            "sample": sample,
+            "completion": c.text,
+            "tokens": c.tokens,
+            "finish_reason": c.finish_reason,
+            "seconds": c.seconds,
+        }
+        for pid, text, completions in zip(shard.prompt_ids, shard.texts, results)
+        for sample, c in enumerate(completions)
+    ]
+    return pl.DataFrame(rows, schema=POOL_SCHEMA)
+
+
+def generate_pool(
+    prompts: pl.DataFrame,
+    models: dict[str, str],
+    model_hashes: dict[str, str],
+    backend: GenerationBackend,
+    sampling: SamplingSettings,
+    shard_dir: Path,
+    shard_size: int,
+    log: Callable[[str], None] = print,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Every teacher in `models` answers every prompt `sampling.n` times; returns the table and shard counts."""
+    shards = plan_shards(prompts, list(models), shard_size)
+    frames, counts = [], {"reused": 0, "generated": 0}
+    keep: set[Path] = set()
+    for number, shard in enumerate(shards, start=1):
+        settings = sampling.model_copy(update={"seed": shard.seed(sampling.seed)})
+        path = shard_dir / shard.language / f"{shard.teacher}-{shard.index:04d}-{shard.fingerprint(model_hashes[shard.teacher], settings)}.parquet"
+        keep.add(path)
+        if path.exists():
+            frames.append(pl.read_parquet(path))
+            counts["reused"] += 1
+            continue
+        results = backend.generate(models[shard.teacher], list(shard.texts), settings)
+        frames.append(_shard_frame(shard, results))
+        atomic_write_parquet(frames[-1], path)
+        counts["generated"] += 1
+        log(f"shard {number}/{len(shards)}: {shard.teacher} {shard.language}#{shard.index} ({len(shard.texts)} prompts)")
+    for language in {s.language for s in shards}:  # drop shards of older settings: they can never be reused
+        for stale in set((shard_dir / language).glob("*.parquet")) - keep:
+            stale.unlink(missing_ok=True)
+    table = pl.concat(frames) if frames else pl.DataFrame(schema=POOL_SCHEMA)
+    return table.sort("language", "prompt_id", "teacher", "sample"), counts
+
+
+def is_degenerate(text: str) -> bool:
+    """Empty, or one token repeated: what a collapsed sampler produces."""
+    words = text.split()
+    return not words or (len(words) >= 8 and len(set(words)) / len(words) < 0.2)
+
+
+def degenerate_rate(pool: pl.DataFrame) -> float:
+    if pool.is_empty():
+        return 0.0
+    return sum(map(is_degenerate, pool["completion"].to_list())) / pool.height

@@ -1,0 +1,81 @@
+"""Judges for pairwise evaluation — never the arbiter. Verdicts are from A's side: 1 win, 0.5 tie, 0 loss."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+
+import dagster as dg
+
+from aya_assets import langid
+from aya_assets.generation import GenerationBackend, SamplingSettings
+
+# Arena-Hard's judge prompt, shortened: the judge answers itself first, then compares, then gives a label.
+ARENA_HARD_SYSTEM = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants "
+    "to the user prompt displayed below. You will be given assistant A's answer and assistant B's answer. "
+    "Your job is to evaluate which assistant's answer is better. Answers must be in the language of the prompt; "
+    "an answer in another language is a serious flaw. Begin your evaluation by generating your own answer to the "
+    "prompt, then compare both answers with yours, identifying any mistakes or missing information. "
+    "After providing your explanation, output your final verdict with exactly one label: "
+    "[[A>>B]] (A is significantly better), [[A>B]] (A is slightly better), [[A=B]] (tie), "
+    "[[B>A]] (B is slightly better), [[B>>A]] (B is significantly better)."
+)
+ARENA_HARD_USER = "<|User Prompt|>\n{prompt}\n\n<|The Start of Assistant A's Answer|>\n{a}\n<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n{b}\n<|The End of Assistant B's Answer|>"
+LABELS = {"A>>B": 1.0, "A>B": 1.0, "A=B": 0.5, "B>A": 0.0, "B>>A": 0.0}
+LABEL_RE = re.compile(r"\[\[(A>>B|A>B|A=B|B>A|B>>A)\]\]")
+
+
+def parse_verdict(text: str) -> float | None:
+    """The last Arena-Hard label in a judgement, as A's score; None when the judge gave none."""
+    found = LABEL_RE.findall(text)
+    return LABELS[found[-1]] if found else None
+
+
+class Judge(dg.ConfigurableResource, ABC):
+    """Compares two answers to the same prompt; `compare` is called for both orders by the caller."""
+
+    @abstractmethod
+    def compare(self, prompts: list[str], a: list[str], b: list[str], references: list[str | None],
+                languages: list[str]) -> list[float | None]:
+        """A's score per item: 1 win, 0.5 tie, 0 loss, None when the judge could not decide."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+class ReferenceJudge(Judge):
+    """tiny: quality = fidelity_weight * P(answer in the prompt's language) + (1 - w) * chrF(answer, reference) / 100.
+
+    The better quality wins; a gap below `tie_margin` is a tie. Deterministic and symmetric by construction.
+    """
+
+    fidelity_weight: float = 0.5
+    tie_margin: float = 0.02
+
+    def quality(self, answers: list[str], references: list[str | None], languages: list[str]) -> list[float]:
+        from sacrebleu.metrics import CHRF
+
+        chrf = CHRF()
+        fidelity = langid.confidence(answers, languages)
+        similarity = [chrf.sentence_score(t, [r]).score / 100 if r and t.strip() else 0.0 for t, r in zip(answers, references)]
+        w = self.fidelity_weight
+        return [w * f + (1 - w) * s for f, s in zip(fidelity, similarity)]
+
+    def compare(self, prompts, a, b, references, languages):
+        qa, qb = self.quality(a, references, languages), self.quality(b, references, languages)
+        return [0.5 if abs(x - y) < self.tie_margin else float(x > y) for x, y in zip(qa, qb)]
+
+
+class LLMJudge(Judge):
+    """gpu: an LLM with the Arena-Hard prompt, through any generation backend (vLLM, transformers or an endpoint)."""
+
+    model: str
+    backend: dg.ResourceDependency[GenerationBackend]
+    max_new_tokens: int = 1024
+
+    def compare(self, prompts, a, b, references, languages):
+        requests = [ARENA_HARD_SYSTEM + "\n\n" + ARENA_HARD_USER.format(prompt=p, a=x, b=y) for p, x, y in zip(prompts, a, b)]
+        outputs = self.backend.generate(self.model, requests, SamplingSettings(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens))
+        return [parse_verdict(o[0].text) for o in outputs]

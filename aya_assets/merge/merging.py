@@ -1,0 +1,230 @@
+"""Checkpoint merging with mergekit: the recipe, the pre-merge sanity check and an atomic merge into a directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import safe_open
+from transformers import AutoConfig
+
+METHODS = ("linear", "slerp", "ties", "dare_ties")
+DTYPES = ("float32", "bfloat16", "float16")
+RECIPE_FILE = "merge_recipe.yaml"
+# mergekit writes weights and config only; these make the result a usable chat checkpoint.
+CARRIED_FILES = (
+    "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json", "generation_config.json",
+)
+# The parts of tokenizer.json that decide token ids; padding/truncation settings may differ between saves.
+TOKENIZER_KEYS = ("model", "added_tokens", "normalizer", "pre_tokenizer")
+
+
+class MergeError(ValueError):
+    """A merge that must not happen; the message names the checkpoint and tensor."""
+
+
+def merge_recipe(models: list[str | Path], weights: list[float], method: str = "linear", *, base_model: str | Path | None = None,
+                 density: float = 0.5, slerp_t: float = 0.5, dtype: str = "float32") -> dict:
+    """The mergekit YAML config as a dict, with absolute paths and every method parameter explicit; ValueError on bad arguments.
+
+    linear: weighted average, weights normalised. slerp: exactly 2 models, from models[0] (its base) at t = slerp_t towards
+    models[1]; weights unused. ties / dare_ties: task vectors against base_model (required, not among models), each model
+    with its weight and `density`; weights are normalised over the models that agree in sign (TIES's disjoint mean).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown merge method {method!r}; expected one of {METHODS}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {DTYPES}")
+    paths = [_model_path(m) for m in models]
+    if not paths:
+        raise ValueError("no models to merge")
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"duplicate models in {paths}")
+    if len(weights) != len(paths):
+        raise ValueError(f"{len(weights)} weights for {len(paths)} models")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"weights must be finite, non-negative and not all zero: {list(weights)}")
+    head = {"merge_method": method, "dtype": dtype}
+    if method == "linear":
+        if base_model is not None:
+            raise ValueError("a linear merge takes no base_model")
+        return {**head, "parameters": {"normalize": True},
+                "models": [{"model": p, "parameters": {"weight": float(w)}} for p, w in zip(paths, weights)]}
+    if method == "slerp":
+        if len(paths) != 2:
+            raise ValueError(f"slerp merges exactly 2 models, got {len(paths)}")
+        if base_model is not None and _model_path(base_model) != paths[0]:
+            raise ValueError("slerp interpolates from models[0]; base_model must be None or models[0]")
+        if not 0 <= slerp_t <= 1:
+            raise ValueError(f"slerp_t must be in [0, 1], got {slerp_t}")
+        return {**head, "base_model": paths[0], "parameters": {"t": float(slerp_t)}, "models": [{"model": p} for p in paths]}
+    if base_model is None:
+        raise ValueError(f"{method} needs base_model, the common ancestor of the models")
+    base = _model_path(base_model)
+    if base in paths:
+        raise ValueError(f"base_model {base} must not also be one of the models")
+    if not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    # mergekit's normalize/rescale defaults differ by method and have changed across versions; pin them in the recipe.
+    parameters = {"normalize": True, "rescale": method == "dare_ties", "lambda": 1.0}
+    return {**head, "base_model": base, "parameters": parameters,
+            "models": [{"model": p, "parameters": {"weight": float(w), "density": float(density)}}
+                       for p, w in zip(paths, weights)]}
+
+
+def sanity_check(models: list[str | Path]) -> None:
+    """Raise MergeError unless the checkpoints share architecture, tensor names and shapes and tokenizer, and hold no NaN/Inf."""
+    paths = [Path(m) for m in models]
+    if not paths:
+        raise ValueError("no checkpoints to check")
+    for path in paths:
+        if not path.is_dir():
+            raise MergeError(f"checkpoint directory does not exist: {path}")
+        missing = _missing_files(path)
+        if missing:
+            raise MergeError(f"missing files: {', '.join(missing)} in {path}")
+    ref, ref_arch, ref_tok, ref_shapes = paths[0], _architecture(paths[0]), _tokenizer_digest(paths[0]), _tensor_shapes(paths[0])
+    for path in paths[1:]:
+        arch = _architecture(path)
+        if arch != ref_arch:
+            raise MergeError(f"architecture differs: {ref_arch} in {ref} vs {arch} in {path}")
+        if _tokenizer_digest(path) != ref_tok:
+            raise MergeError(f"tokenizer differs: {ref} vs {path} (vocabulary, merges or added tokens)")
+        shapes = _tensor_shapes(path)
+        for name in sorted(ref_shapes.keys() | shapes.keys()):
+            if name not in shapes or name not in ref_shapes:
+                has, lacks = (ref, path) if name in ref_shapes else (path, ref)
+                raise MergeError(f"{name}: present in {has}, missing in {lacks}")
+            if shapes[name] != ref_shapes[name]:
+                raise MergeError(f"{name}: shape {ref_shapes[name]} in {ref} vs {shapes[name]} in {path}")
+    for path in paths:
+        _check_finite(path)
+
+
+def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: str | Path, method: str = "linear", *,
+                      base_model: str | Path | None = None, density: float = 0.5, slerp_t: float = 0.5, seed: int = 0,
+                      dtype: str = "float32") -> dict:
+    """Sanity-check the inputs, merge them with mergekit and atomically replace out_dir with the result; returns the recipe.
+
+    The result carries `merge_recipe.yaml` (runnable as `mergekit-yaml merge_recipe.yaml OUT`) and the tokenizer,
+    chat template, generation config and config.json of models[0].
+    """
+    # mergekit takes ~3 s to import; only a merge should pay for it, not loading the Dagster definitions.
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    recipe = merge_recipe(models, weights, method, base_model=base_model, density=density, slerp_t=slerp_t, dtype=dtype)
+    inputs = [entry["model"] for entry in recipe["models"]]
+    sanity_check(list(dict.fromkeys(filter(None, [recipe.get("base_model"), *inputs]))))
+    out = Path(out_dir).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.merging-"))
+    try:
+        options = MergeOptions(random_seed=seed, quiet=True, copy_tokenizer=False, write_model_card=False)
+        try:
+            run_merge(MergeConfiguration.model_validate(recipe), str(tmp), options)
+        except Exception as e:
+            raise RuntimeError(f"mergekit {method} merge of {inputs} into {out} failed: {e}") from e
+        donor = Path(inputs[0])
+        _write_config(donor, tmp, dtype)
+        for name in CARRIED_FILES:
+            if (donor / name).is_file():
+                shutil.copy2(donor / name, tmp / name)
+        (tmp / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():  # only after a failure: a successful merge has moved it to out
+            shutil.rmtree(tmp)
+    return recipe
+
+
+def _model_path(model: str | Path) -> str:
+    """The absolute path mergekit should read; '@' and '+' would be parsed as a revision and a LoRA adapter."""
+    path = str(Path(model).resolve())
+    if "@" in path or "+" in path:
+        raise ValueError(f"mergekit reads '@' as a revision and '+' as a LoRA adapter; rename the checkpoint: {path}")
+    return path
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: the shards its index names, else model.safetensors."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        return [path / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [path / "model.safetensors"]
+
+
+def _missing_files(path: Path) -> list[str]:
+    """Names of the files a mergeable checkpoint needs that `path` lacks."""
+    missing = [] if (path / "config.json").is_file() else ["config.json"]
+    missing += [f.name for f in _weight_files(path) if not f.is_file()]
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+        missing.append("tokenizer.json")
+    return missing
+
+
+def _architecture(path: Path) -> tuple[str, tuple[str, ...]]:
+    """(model_type, architectures) from config.json."""
+    config = json.loads((path / "config.json").read_text())
+    return config.get("model_type"), tuple(config.get("architectures") or ())
+
+
+def _tokenizer_digest(path: Path) -> str:
+    """A hash of what maps text to token ids: the id-defining parts of tokenizer.json, else tokenizer.model's bytes."""
+    if (path / "tokenizer.json").is_file():
+        spec = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        data = json.dumps({key: spec.get(key) for key in TOKENIZER_KEYS}, sort_keys=True).encode()
+    else:
+        data = (path / "tokenizer.model").read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, from the safetensors headers only."""
+    shapes = {}
+    for file in _weight_files(path):
+        with safe_open(file, framework="pt") as st:
+            shapes |= {name: list(st.get_slice(name).get_shape()) for name in st.keys()}
+    return shapes
+
+
+def _check_finite(path: Path) -> None:
+    """Raise MergeError on the first NaN/Inf, loading one tensor at a time so memory stays at the largest tensor."""
+    for file in _weight_files(path):
+        with safe_open(file, framework="pt") as st:
+            for name in st.keys():
+                tensor = st.get_tensor(name)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise MergeError(f"{'NaN' if torch.isnan(tensor).any() else 'Inf'} in tensor {name} of {path}")
+
+
+def _write_config(donor: Path, out: Path, dtype: str) -> None:
+    """config.json of the donor with the merge dtype."""
+    # mergekit copies config.json from an arbitrary input when there is no base_model (a set's order); pin it to models[0].
+    config = AutoConfig.from_pretrained(donor)
+    config.dtype = dtype
+    config.save_pretrained(out)
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished tmp directory to out, swapping an existing out aside and deleting it only once tmp is in place."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = tmp.with_name(tmp.name + ".old")
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old)

@@ -1,0 +1,62 @@
+"""PNG charts for asset metadata: saved to a file and embedded in the Dagster UI as Markdown."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import uuid
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def to_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_png(png: bytes, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(png)
+    os.replace(tmp, path)
+    return path
+
+
+def markdown_image(png: bytes, title: str) -> str:
+    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def line_chart(series: dict[str, list[float]], title: str, xlabel: str = "logged step", ylabel: str = "loss") -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, label=name)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    return to_png(fig)
+
+
+def heatmap(frame: pl.DataFrame, row: str, column: str, value: str, title: str) -> bytes:
+    """A row × column grid of `value` (e.g. language × teacher win share), annotated."""
+    rows = sorted(frame[row].unique().to_list())
+    cols = sorted(frame[column].unique().to_list())
+    lookup = {(r, c): v for r, c, v in frame.select(row, column, value).iter_rows()}
+    grid = [[lookup.get((r, c), 0.0) or 0.0 for c in cols] for r in rows]
+    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(cols), 0.8 + 0.3 * len(rows)))
+    image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i, values in enumerate(grid):
+        for j, v in enumerate(values):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    return to_png(fig)

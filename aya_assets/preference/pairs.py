@@ -1,0 +1,70 @@
+"""Preference pairs in TRL's conversational schema (prompt / chosen / rejected), as pure Polars."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from aya_assets.arbitrage.routing import turn
+
+PAIR_SCHEMA_COLUMNS = [
+    "prompt_id", "language", "kind", "prompt", "chosen", "rejected",
+    "chosen_source", "rejected_source", "chosen_score", "rejected_score", "margin",
+]
+
+
+def conversational(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text columns prompt_text/chosen_text/rejected_text → TRL's prompt/chosen/rejected message lists."""
+    return frame.with_columns(
+        prompt=pl.concat_list(turn("user", "prompt_text")),
+        chosen=pl.concat_list(turn("assistant", "chosen_text")),
+        rejected=pl.concat_list(turn("assistant", "rejected_text")),
+    ).select(PAIR_SCHEMA_COLUMNS)
+
+
+def best_vs_worst(scores: pl.DataFrame, min_margin: float, kind: str) -> pl.DataFrame:
+    """Per prompt: the highest-scored completion against the lowest, kept when the gap is at least `min_margin`."""
+    ranked = scores.with_columns(source=pl.col("teacher") + "#" + pl.col("sample").cast(pl.String))
+    order = ["prompt_id", "score", "source"]
+    best = ranked.sort(order, descending=[False, True, False]).group_by("prompt_id", maintain_order=True).first()
+    worst = ranked.sort(order, descending=[False, False, False]).group_by("prompt_id", maintain_order=True).first()
+    pairs = best.join(worst, on="prompt_id", suffix="_worst").select(
+        "prompt_id",
+        "language",
+        kind=pl.lit(kind),
+        prompt_text=pl.col("prompt"),
+        chosen_text=pl.col("completion"),
+        rejected_text=pl.col("completion_worst"),
+        chosen_source=pl.col("source"),
+        rejected_source=pl.col("source_worst"),
+        chosen_score=pl.col("score"),
+        rejected_score=pl.col("score_worst"),
+        margin=pl.col("score") - pl.col("score_worst"),
+    )
+    return conversational(pairs.filter(pl.col("margin") >= min_margin).sort("language", "prompt_id"))
+
+
+def translation_contrast(native: pl.DataFrame, translated: pl.DataFrame) -> pl.DataFrame:
+    """Chosen = the native (arbitrage) answer, rejected = the weak English model's answer translated into the language.
+
+    `native`: prompt_id, language, prompt, completion, teacher, score (arbitrage_sft rows).
+    `translated`: prompt_id, translation, source_model.
+    """
+    pairs = native.join(translated, on="prompt_id").select(
+        "prompt_id",
+        "language",
+        kind=pl.lit("translation"),
+        prompt_text=pl.col("prompt"),
+        chosen_text=pl.col("completion"),
+        rejected_text=pl.col("translation"),
+        chosen_source=pl.col("teacher"),
+        rejected_source=pl.col("source_model"),
+        chosen_score=pl.col("score"),
+        rejected_score=pl.lit(None, pl.Float64),
+        margin=pl.lit(None, pl.Float64),
+    )
+    return conversational(pairs.sort("language", "prompt_id"))
+
+
+def trl_rows(pairs: pl.DataFrame) -> list[dict]:
+    """The rows TRL's DPOTrainer takes."""
+    return pairs.select("prompt", "chosen", "rejected").to_dicts()

@@ -1,0 +1,107 @@
+"""Stage 3: SFT of the student per language cluster on arbitrage data, the baselines, and the merge."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from aya_assets.arbitrage import routing
+from aya_assets.checkpoints import build_or_reuse, fingerprint, report_metadata, train_info
+from aya_assets.lineage import upstream_runs
+from aya_assets.merge.assets import merged_asset
+from aya_assets.models.assets import checkpoint_path
+from aya_assets.models.checkpoint import content_hash, write_model_card
+from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
+from aya_assets.profile import Profile
+from aya_assets.resources import ArtifactStore, ProfileResource
+
+GROUP = "sft"
+STUDENT = dg.AssetKey("student_base")
+
+
+def baseline_keys(profile: Profile) -> list[str]:
+    """Evaluation's comparison points: SFT on each single teacher's data, and on random routing."""
+    return [f"single_{t}" for t in profile.pool_teachers] + ["random"]
+
+
+def baseline_routing(key: str) -> str:
+    return "random" if key == "random" else "single:" + key.removeprefix("single_")
+
+
+def sft_conversations(rows: pl.DataFrame) -> list[list[dict]]:
+    return [list(messages) for messages in rows["messages"].to_list()]
+
+
+def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStore, asset: str, partition: str,
+                  upstream: list[dg.AssetKey], description: str) -> dg.MaterializeResult:
+    """SFT the student base on `rows` (arbitrage-style rows with `messages`) into data/models/<asset>/<partition>."""
+    from aya_assets.models.tiny import train_causal_lm
+
+    base = checkpoint_path(cfg, store.models, "student_base")
+    out = Path(checkpoint_path(cfg, store.models, asset, partition))
+    settings = replace(cfg.training.sft, seed=cfg.training.sft.seed + cfg.seed)
+    rows = rows.sort("language", "prompt_id")
+    inputs = upstream_runs(context, [*upstream, STUDENT])
+
+    def build(tmp: Path) -> dict:
+        report = train_causal_lm(Path(base), sft_conversations(rows), tmp, cfg.models.architecture, settings,
+                                 init_from=Path(base))
+        rows.select("prompt_id", "language", "teacher").write_parquet(tmp / "training_data.parquet")
+        write_model_card(tmp, name=f"{asset}/{partition}", description=description, inputs=inputs,
+                         settings={"training": settings, "languages": sorted(set(rows["language"]))})
+        return {**train_info(report), "languages": ",".join(sorted(set(rows["language"])))}
+
+    base_hash = content_hash(Path(base)) if Path(base).exists() else base
+    print_ = fingerprint("1", base_hash, rows.select("prompt_id", "teacher", "sample", "completion").rows(), settings)
+    reused, info = build_or_reuse(out, print_, build)
+    context.log.info(f"{asset}/{partition}: {'reused' if reused else 'trained'} on {rows.height} rows")
+    return dg.MaterializeResult(metadata=report_metadata(out, reused, info, f"{asset}/{partition}"))
+
+
+def build_sft_assets(profile: Profile) -> list:
+    clusters = cluster_partitions(profile.clusters)
+
+    @dg.asset(
+        partitions_def=clusters,
+        ins={"arbitrage_sft": dg.AssetIn(partition_mapping=language_to_cluster_mapping(profile.clusters))},
+        deps=[STUDENT],
+        group_name=GROUP,
+        kinds={"trl", "pytorch"},
+        code_version="1",
+        pool="gpu",
+    )
+    def sft_checkpoints(context: dg.AssetExecutionContext, arbitrage_sft: pl.DataFrame, profile: ProfileResource,
+                        store: ArtifactStore) -> dg.MaterializeResult:
+        """The student, SFT'd with TRL on the arbitrage data of one cluster's languages."""
+        return train_student(context, arbitrage_sft, profile.profile, store, "sft_checkpoints", context.partition_key,
+                             [dg.AssetKey("arbitrage_sft")], "student SFT on arbitrage data of one language cluster")
+
+    assets = [
+        sft_checkpoints,
+        merged_asset("sft_merged", "sft_checkpoints", "student_base", GROUP, profile,
+                     "The cluster SFT checkpoints merged into one model."),
+    ]
+    if profile.training.baselines:
+
+        @dg.asset(
+            partitions_def=dg.StaticPartitionsDefinition(baseline_keys(profile)),
+            ins={"reward_scores": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+            deps=[STUDENT],
+            group_name=GROUP,
+            kinds={"trl", "pytorch"},
+            code_version="1",
+            pool="gpu",
+        )
+        def baseline_sft(context: dg.AssetExecutionContext, reward_scores: pl.DataFrame, profile: ProfileResource,
+                         store: ArtifactStore) -> dg.MaterializeResult:
+            """The student SFT'd on all languages with single-teacher or random routing: the baselines."""
+            cfg = profile.profile
+            rule = baseline_routing(context.partition_key)
+            chosen = routing.route(reward_scores, rule, seed=cfg.seed, calibration_fraction=cfg.arbitrage.calibration_fraction)
+            rows = routing.selection_table(reward_scores, chosen)
+            return train_student(context, rows, cfg, store, "baseline_sft", context.partition_key,
+                                 [dg.AssetKey("reward_scores")], f"student SFT on all languages, routing {rule}")
+
+        assets.append(baseline_sft)
+    return assets

@@ -1,0 +1,164 @@
+"""DPO with TRL on a tiny SFT'd Llama: a real run moves the policy, the reference is honoured and released."""
+
+import gc
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
+from trl import DPOTrainer
+
+from aya_assets.models.tiny import TinyArchitecture, TrainSettings, train_causal_lm
+from aya_assets.models.tokenizer import train_tokenizer
+from aya_assets.profile import PromptsConfig
+from aya_assets.prompts.sources import load_prompts
+from aya_assets.training.dpo import DPOReport, DPOSettings, preference_rows, train_dpo
+
+STEPS = 20
+SETTINGS = DPOSettings(steps=STEPS, learning_rate=1e-3, batch_size=8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Run the tiny models on one thread: they gain nothing from more, and on a busy CPU extra threads stall."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A tiny SFT checkpoint on en/de seed answers; 24 pairs: the seed reference chosen, a Russian answer rejected."""
+    root = tmp_path_factory.mktemp("dpo")
+    prompts = load_prompts(PromptsConfig.model_validate({"sources": [{"kind": "seed"}]}), ["en", "de", "ru"])
+    train_tokenizer(prompts["text"].to_list() + prompts["reference"].to_list(), root / "tokenizer", vocab_size=600)
+    answered = prompts.filter(pl.col("language") != "ru").head(24)
+    conversations = [
+        [{"role": "user", "content": text}, {"role": "assistant", "content": reference}]
+        for text, reference in answered.select("text", "reference").iter_rows()
+    ]
+    arch = TinyArchitecture(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=256)
+    train_causal_lm(
+        root / "tokenizer", conversations, root / "sft", arch, TrainSettings(steps=10, learning_rate=5e-3, batch_size=8)
+    )
+    # A wrong-language answer: the kind of rejected completion the arbiter and the translation-contrast pairs produce.
+    russian = prompts.filter(pl.col("language") == "ru")["reference"].head(answered.height)
+    frame = pl.DataFrame({"prompt": answered["text"], "chosen": answered["reference"], "rejected": russian})
+    return root / "sft", preference_rows(frame)
+
+
+@contextmanager
+def watch_training(root: Path):
+    """Record, as training starts, whether TRL holds a reference model and how many of our causal LMs are alive."""
+    seen = {}
+    train = DPOTrainer.train
+
+    def spy(self, *args, **kwargs):
+        gc.collect()
+        seen["holds_ref_model"] = self.ref_model is not None
+        # type() rather than isinstance: the latter trips deprecation proxies (torch.distributed.reduce_op) in gc.
+        seen["models_alive"] = sum(
+            type(o) is LlamaForCausalLM and Path(o.name_or_path).is_relative_to(root) for o in gc.get_objects()
+        )
+        return train(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DPOTrainer, "train", spy)
+        yield seen
+
+
+def run(start, out_dir: Path, settings: DPOSettings, ref_dir: Path | None = None) -> tuple[DPOReport, dict]:
+    model_dir, pairs = start
+    with watch_training(model_dir.parent) as seen:
+        report = train_dpo(model_dir, pairs, out_dir, settings, ref_dir=ref_dir)
+    return report, seen
+
+
+@pytest.fixture(scope="module")
+def precomputed(start) -> tuple[DPOReport, dict, Path]:
+    out_dir = start[0].parent / "dpo"
+    report, seen = run(start, out_dir, SETTINGS)
+    return report, seen, out_dir
+
+
+def completion_gap(model_dir: Path, pairs: list[dict]) -> float:
+    """Mean log p(chosen | prompt) - log p(rejected | prompt) under the checkpoint, tokenised as TRL does."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def log_prob(prompt: list[dict], completion: list[dict]) -> float:
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False)
+        ids = torch.tensor([tokenizer.apply_chat_template(prompt + completion, return_dict=False)])
+        with torch.no_grad():
+            token_log_probs = model(ids).logits[0, :-1].log_softmax(-1).gather(-1, ids[0, 1:, None])[:, 0]
+        return token_log_probs[len(prompt_ids) - 1 :].sum().item()
+
+    gaps = [log_prob(p["prompt"], p["chosen"]) - log_prob(p["prompt"], p["rejected"]) for p in pairs]
+    return sum(gaps) / len(gaps)
+
+
+def test_saves_a_loadable_checkpoint_with_the_input_generation_config(start, precomputed):
+    model_dir, _ = start
+    _, _, out_dir = precomputed
+    model = AutoModelForCausalLM.from_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    assert model.config.vocab_size == len(tokenizer)
+    assert tokenizer.chat_template == AutoTokenizer.from_pretrained(model_dir).chat_template
+    assert GenerationConfig.from_pretrained(out_dir).to_dict() == GenerationConfig.from_pretrained(model_dir).to_dict()
+    assert not (out_dir / "training_args.bin").exists()
+
+
+def test_reports_every_step_and_a_positive_final_margin(start, precomputed):
+    report, _, _ = precomputed
+    assert len(report.losses) == len(report.reward_margins) == len(report.reward_accuracies) == STEPS
+    assert report.pairs == len(start[1])
+    # Policy and reference are the same weights at the first step: zero margin, loss log 2.
+    assert report.reward_margins[0] == pytest.approx(0.0, abs=1e-5)
+    assert report.losses[0] == pytest.approx(math.log(2), abs=1e-4)
+    assert report.final_margin == report.reward_margins[-1] > 0
+    assert report.final_accuracy == report.reward_accuracies[-1] > 0.5
+    assert report.losses[-1] < report.losses[0]
+
+
+def test_policy_prefers_chosen_more_than_the_reference_does(start, precomputed):
+    model_dir, pairs = start
+    _, _, out_dir = precomputed
+    assert completion_gap(out_dir, pairs[:6]) > completion_gap(model_dir, pairs[:6]) + 1.0
+
+
+def test_precomputed_reference_is_not_held_and_matches_the_per_step_reference(start, precomputed, tmp_path):
+    report, seen, _ = precomputed
+    assert seen == {"holds_ref_model": False, "models_alive": 1}
+    per_step, seen = run(start, tmp_path / "dpo", DPOSettings(**{**vars(SETTINGS), "precompute_ref_log_probs": False}))
+    assert seen == {"holds_ref_model": True, "models_alive": 2}
+    assert per_step.losses == pytest.approx(report.losses, rel=1e-4, abs=1e-6)
+
+
+def test_reference_from_another_checkpoint(start, precomputed, tmp_path):
+    _, _, trained = precomputed
+    # Against a reference that already prefers the chosen answers, the untrained policy starts behind it.
+    report, seen = run(start, tmp_path / "dpo", DPOSettings(steps=2, learning_rate=1e-3, batch_size=8), ref_dir=trained)
+    assert report.reward_margins[0] < -1.0
+    assert report.losses[0] > math.log(2)
+    # The explicit reference is dropped after the precompute pass too.
+    assert seen == {"holds_ref_model": False, "models_alive": 1}
+
+
+def test_no_pairs_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="at least one preference pair"):
+        train_dpo(tmp_path / "model", [], tmp_path / "dpo", SETTINGS)
+
+
+def test_preference_rows_are_trl_conversations():
+    frame = pl.DataFrame({"prompt": ["Wie spät?"], "chosen": ["Drei Uhr."], "rejected": ["Three."], "extra": ["x"]})
+    assert preference_rows(frame) == [
+        {
+            "prompt": [{"role": "user", "content": "Wie spät?"}],
+            "chosen": [{"role": "assistant", "content": "Drei Uhr."}],
+            "rejected": [{"role": "assistant", "content": "Three."}],
+        }
+    ]
