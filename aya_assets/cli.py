@@ -39,8 +39,10 @@ def cmd_materialize(args) -> int:
     db = _catalog(defs, instance)
     if args.summary:
         from aya_assets.catalog.summary import summary
+        from aya_assets.evaluation.stages import stage_keys
+        from aya_assets.profile import load_profile
 
-        print(summary(db, paths.data_dir() / "warehouse"))
+        print(summary(db, paths.data_dir() / "warehouse", stage_keys(load_profile(args.profile))))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ MATERIALIZATIONS_SCHEMA = {
     "timestamp": pl.Datetime("us", "UTC"),
     "code_version": pl.String,
     "data_version": pl.String,
+    "metadata": pl.String,  # the materialization's scalar metadata (row counts, losses, margins…) as JSON
 }
 
 
@@ -41,6 +43,16 @@ def asset_deps(defs: dg.Definitions) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"asset": pl.String, "upstream_asset": pl.String}).sort("asset", "upstream_asset")
 
 
+def scalar_metadata(metadata: dict) -> dict:
+    """Numbers, text and paths from a materialization's metadata (charts and tables stay in the UI)."""
+    out = {}
+    for key, entry in metadata.items():
+        value = getattr(entry, "value", entry)
+        if isinstance(value, (int, float, str, bool)) and not (isinstance(value, str) and value.startswith("![")):
+            out[key] = value
+    return out
+
+
 def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.DataFrame:
     rows = []
     for key in defs.resolve_asset_graph().get_all_asset_keys():
@@ -57,6 +69,7 @@ def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.D
                         "timestamp": record.timestamp,
                         "code_version": mat.tags.get("dagster/code_version"),
                         "data_version": mat.tags.get("dagster/data_version"),
+                        "metadata": json.dumps(scalar_metadata(mat.metadata)),
                     }
                 )
             if not result.has_more:
@@ -84,7 +97,7 @@ def refresh_catalog(db_path: Path, warehouse: Path, instance: dg.DagsterInstance
                 f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
             )
         mats, deps = materializations(instance, defs), asset_deps(defs)
-        con.execute("CREATE TABLE materializations AS SELECT * FROM mats")
+        con.execute("CREATE TABLE materializations AS SELECT * REPLACE (metadata::JSON AS metadata) FROM mats")
         con.execute("CREATE TABLE asset_deps AS SELECT * FROM deps")
         con.close()
         os.replace(tmp, db_path)

@@ -1,4 +1,4 @@
-"""The short summary `make demo` prints: what was built, in numbers."""
+"""The short summary `make demo` prints: what was built, in numbers, ending with the step-by-step win rates."""
 
 from __future__ import annotations
 
@@ -9,21 +9,41 @@ import polars as pl
 from aya_assets.catalog.sql import run_query
 
 QUERIES = {
-    "prompts per language": (
+    "prompts per language (train / eval)": (
+        "SELECT count(*) AS languages, sum(train) AS train, sum(eval) AS eval, min(train) AS fewest_train, "
+        "min(eval) AS fewest_eval FROM ("
         "SELECT language, count(*) FILTER (split = 'train') AS train, count(*) FILTER (split = 'eval') AS eval "
-        "FROM prompts GROUP BY 1 ORDER BY 1"
+        "FROM prompts GROUP BY 1)"
+    ),
+    "teacher with the highest win share per language (reward routing)": (
+        "SELECT teacher AS winner, string_agg(language || '=' || round(win_share, 2), ' ' ORDER BY language) AS languages "
+        "FROM (SELECT language, arg_max(teacher, win_share) AS teacher, max(win_share) AS win_share "
+        "FROM teacher_wins GROUP BY 1) GROUP BY 1 ORDER BY 1"
+    ),
+    "DPO reward margin and accuracy at the last step, per cluster": (
+        "SELECT asset, partition, round((metadata->>'$.last_reward_margins')::DOUBLE, 3) AS reward_margin, "
+        "round((metadata->>'$.last_reward_accuracies')::DOUBLE, 3) AS accuracy FROM materializations "
+        "WHERE asset LIKE '%dpo%' AND asset NOT LIKE '%merged' "
+        "QUALIFY row_number() OVER (PARTITION BY asset, partition ORDER BY timestamp DESC) = 1 ORDER BY asset, partition"
+    ),
+    "step by step: overall win rate per stage (ties = 1/2, bootstrap 95% CI)": (
+        "SELECT baseline, stage, wins, ties, losses, round(win_rate, 3) AS win_rate, round(ci_low, 3) AS ci_low, "
+        "round(ci_high, 3) AS ci_high FROM win_rates WHERE language = 'all'"
     ),
 }
 
 
-def summary(db: Path, warehouse: Path) -> str:
+def summary(db: Path, warehouse: Path, stages: list[str]) -> str:
     parts = []
     for title, query in QUERIES.items():
         try:
             frame = run_query(db, warehouse, query)
         except Exception as exc:  # a stage not materialized yet has no view; say so instead of failing the demo
-            parts.append(f"{title}: not available ({exc})")
+            parts.append(f"{title}: not available ({type(exc).__name__})")
             continue
-        with pl.Config(tbl_rows=100, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        if "stage" in frame.columns:  # recipe order, not alphabetical
+            frame = frame.sort(["baseline", pl.col("stage").replace_strict({s: i for i, s in enumerate(stages)}, default=99)])
+        with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, fmt_str_lengths=200,
+                       tbl_width_chars=200):
             parts.append(f"{title}:\n{frame}")
     return "\n\n".join(parts)
