@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import uuid
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
+
+from aya_assets.atomic import write_bytes  # noqa: E402
 
 
 def to_png(fig) -> bytes:
@@ -23,11 +23,7 @@ def to_png(fig) -> bytes:
 
 
 def save_png(png: bytes, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(png)
-    os.replace(tmp, path)
-    return path
+    return write_bytes(path, png)
 
 
 def markdown_image(png: bytes, title: str) -> str:

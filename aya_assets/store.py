@@ -6,13 +6,13 @@ backfill over all 23 languages is how this pipeline is meant to be driven.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from tabulate import tabulate
+
+from aya_assets.atomic import atomic_file
 
 PARTITION_COLUMN = "aya/partition_column"  # definition-metadata key naming the column that holds the partition
 UNPARTITIONED = "all"
@@ -20,13 +20,8 @@ UNPARTITIONED = "all"
 
 def atomic_write_parquet(df: pl.DataFrame, path: Path) -> Path:
     """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         df.write_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

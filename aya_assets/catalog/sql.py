@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
+
+from aya_assets.atomic import atomic_file
 
 # Only reads reach the engine; the connection itself is read-only and confined to the warehouse as well.
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
@@ -82,9 +82,7 @@ def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.D
 
 def refresh_catalog(db_path: Path, warehouse: Path, instance: dg.DagsterInstance, defs: dg.Definitions) -> Path:
     """Rebuild the DuckDB file beside a temp name, then rename: a SQL client never sees half a catalog."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_file(db_path) as tmp:
         con = duckdb.connect(str(tmp))
         for key in defs.resolve_asset_graph().get_all_asset_keys():
             folder = warehouse.joinpath(*key.path)
@@ -100,9 +98,6 @@ def refresh_catalog(db_path: Path, warehouse: Path, instance: dg.DagsterInstance
         con.execute("CREATE TABLE materializations AS SELECT * REPLACE (metadata::JSON AS metadata) FROM mats")
         con.execute("CREATE TABLE asset_deps AS SELECT * FROM deps")
         con.close()
-        os.replace(tmp, db_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return db_path
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from aya_assets import plots
+from aya_assets.atomic import write_bytes
 from aya_assets.store import markdown_table
 
 
@@ -84,8 +83,5 @@ def write(result: pl.DataFrame, stages: list[str], baselines: list[str], final: 
         markdown_table(per_language, rows=per_language.height),
         "",
     ])
-    path = reports / "latest.md"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(reports / "latest.md", text.encode("utf-8"))
     return charts

@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import yaml
 from safetensors import safe_open
 from transformers import AutoConfig
+
+from aya_assets.atomic import atomic_dir
 
 METHODS = ("linear", "slerp", "ties", "dare_ties")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -126,9 +126,7 @@ def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: s
     inputs = [entry["model"] for entry in recipe["models"]]
     sanity_check(list(dict.fromkeys(filter(None, [recipe.get("base_model"), *inputs]))))
     out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.merging-"))
-    try:
+    with atomic_dir(out) as tmp:
         options = MergeOptions(random_seed=seed, quiet=True, copy_tokenizer=False, write_model_card=False)
         try:
             run_merge(MergeConfiguration.model_validate(recipe), str(tmp), options)
@@ -140,10 +138,6 @@ def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: s
             if (donor / name).is_file():
                 shutil.copy2(donor / name, tmp / name)
         (tmp / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False))
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():  # only after a failure: a successful merge has moved it to out
-            shutil.rmtree(tmp)
     return recipe
 
 
@@ -214,17 +208,3 @@ def _write_config(donor: Path, out: Path, dtype: str) -> None:
     config.dtype = dtype
     config.save_pretrained(out)
 
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished tmp directory to out, swapping an existing out aside and deleting it only once tmp is in place."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = tmp.with_name(tmp.name + ".old")
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old)

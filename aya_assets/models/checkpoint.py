@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from pydantic_core import to_jsonable_python
 
+from aya_assets.atomic import atomic_dir  # noqa: F401 - the way every checkpoint is written
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-@contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh directory beside `final`; it replaces `final` only if the block finishes without error."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-        # Move the old directory aside rather than deleting it first: `final` is missing only between two renames.
-        old = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_model_card(out_dir: Path, *, name: str, description: str, inputs: dict[str, str], settings: dict) -> Path:
@@ -55,9 +34,16 @@ def _safetensors_header(path: Path) -> bytes:
         return f.read(length)
 
 
+# Written beside the weights to describe a run (timings, run ids, charts): not part of what the model is.
+NOT_CONTENT = {"README.md", "aya_build.json", "aya_fingerprint.txt"}
+
+
 def content_hash(path: Path) -> str:
     """sha256 over a checkpoint; a `*.safetensors` file counts by name, size and header (dtypes, shapes, offsets)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and p.name not in NOT_CONTENT and p.suffix != ".png")
+        if path.is_dir() else [path]
+    )
     digest = hashlib.sha256()
     for file in files:
         relative = file.relative_to(path).as_posix() if path.is_dir() else file.name

@@ -1,0 +1,1 @@
+"""Benchmarks: the project's code against a baseline in the same run, as ratios (`make bench`)."""
