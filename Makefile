@@ -35,5 +35,8 @@ test: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/dagster dev -m aya_assets.definitions
 
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf data/warehouse data/models data/dagster data/reports data/aya.duckdb

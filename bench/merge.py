@@ -7,7 +7,6 @@ Run as a module, it is our contender's worker: `python -m bench.merge OUT MODEL.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from safetensors.torch import save_file
 
 from bench import fixtures
 from bench.measure import measure, python_worker, report
-from bench.table import Row, run_summary
+from bench.table import Row, mib, run_summary
 
 # 26 layers of hidden 1024 / MLP 4096 plus untied 32k embeddings: 502M parameters, 1.0 GB in bf16.
 FULL = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 26, "vocab_size": 32000}
@@ -66,7 +65,7 @@ def worker(out: str, *models: str) -> None:
 
     started = time.perf_counter()
     merge_checkpoints(list(models), [1 / len(models)] * len(models), out, "linear", dtype="bfloat16")
-    report(seconds=time.perf_counter() - started)
+    report(merge_call_s=time.perf_counter() - started)
 
 
 def run(quick: bool, work: Path) -> tuple[list[Row], dict]:
@@ -87,12 +86,12 @@ def run(quick: bool, work: Path) -> tuple[list[Row], dict]:
         recipe = root / "recipe.yaml"
         recipe.write_text(yaml.safe_dump(merge_recipe(models, [1 / MODELS] * MODELS, "linear", dtype="bfloat16")))
         # cat first: it also leaves every contender the same warm page cache.
-        read = measure(["cat", *map(str, files)], stdout=subprocess.DEVNULL)
+        read = measure(["cat", *map(str, files)])
         # The CLI options that match what merge_checkpoints passes to mergekit.
         cli = [str(Path(sys.executable).parent / "mergekit-yaml"), str(recipe), str(root / "out_mergekit"),
                "--quiet", "--no-copy-tokenizer", "--no-write-model-card"]
-        mergekit = measure(cli)
-        ours = measure(python_worker("bench.merge", root / "out_ours", *models))
+        mergekit = measure(cli, log=work / "merge.log")
+        ours = measure(python_worker("bench.merge", root / "out_ours", *models), log=work / "merge.log")
         if not same_weights(root / "out_ours", root / "out_mergekit"):
             raise AssertionError("merge_checkpoints and mergekit-yaml produced different weights")
     finally:
@@ -105,8 +104,10 @@ def run(quick: bool, work: Path) -> tuple[list[Row], dict]:
     rows = [
         Row("merge_vs_mergekit", f"merge vs mergekit-yaml ({label}), ours/mergekit", run_summary(ours),
             run_summary(mergekit), time_ratio, "≤ 1.1×", time_ratio <= 1.1),
-        Row("merge_peak_rss_over_model_bytes", "merge peak RSS / input bytes", f"{ours['peak_rss_bytes'] / 2**20:.0f} MiB",
-            f"{input_bytes / 2**20:.0f} MiB read; cat: {run_summary(read)}", rss_ratio, "≤ 0.5", rss_ratio <= 0.5),
+        Row("merge_peak_rss_over_model_bytes", "merge peak RSS / input bytes",
+            f"{mib(ours['peak_rss_bytes'])} RSS, of which ~{mib(ours['peak_anon_bytes_sampled'])} anonymous",
+            f"{mib(input_bytes)} of inputs; mergekit {mib(mergekit['peak_rss_bytes'])} RSS, "
+            f"~{mib(mergekit['peak_anon_bytes_sampled'])} anonymous; cat {run_summary(read)}", rss_ratio, "≤ 0.5", rss_ratio <= 0.5),
     ]
     return rows, details
 

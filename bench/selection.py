@@ -9,12 +9,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from bench.measure import measure, python_worker, report
 from bench.table import Row, run_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 TEACHERS = [f"teacher_{i}" for i in range(5)]
 SAMPLES = 4
@@ -46,12 +51,14 @@ def write_completions(path: Path, rows: int, languages: list[str], seed: int = 0
 
 
 def select_ours(path: str) -> pl.DataFrame:
+    """The pipeline's reward routing over a lazy scan."""
     from aya_assets.arbitrage.routing import route
 
     return route(pl.scan_parquet(path), "reward")
 
 
-def select_pandas(path: str) -> pl.DataFrame:
+def select_pandas(path: str) -> pd.DataFrame:
+    """Sort by prompt, then score descending and the tie-breakers; keep each prompt's first row."""
     import pandas as pd
 
     frame = pd.read_parquet(path)
@@ -59,7 +66,8 @@ def select_pandas(path: str) -> pl.DataFrame:
     return ranked.groupby("prompt_id", sort=False).head(1)
 
 
-def select_duckdb(path: str) -> pl.DataFrame:
+def select_duckdb(path: str) -> pa.Table:
+    """One window query, fetched as Arrow."""
     import duckdb
 
     return duckdb.sql(DUCKDB_QUERY.format(path=path)).to_arrow_table()
@@ -77,45 +85,48 @@ def worker(contender: str, path: str, out: str) -> None:
     report(seconds=seconds, rows=len(chosen))
 
 
-def contend(contender: str, path: Path, work: Path) -> dict:
-    """One contender in its own process, with the keys it chose."""
+def contend(contender: str, path: Path, work: Path) -> tuple[dict, pl.DataFrame]:
+    """One contender in its own process: its measurements and the keys it chose, by prompt."""
     out = work / f"{path.stem}.{contender}.parquet"
-    result = measure(python_worker("bench.selection", contender, path, out))
-    return result | {"chosen": pl.read_parquet(out).sort("prompt_id")}
+    result = measure(python_worker("bench.selection", contender, path, out), log=work / "selection.log")
+    return result, pl.read_parquet(out).sort("prompt_id")
+
+
+def compare(path: Path, work: Path) -> dict:
+    """Every contender on one file; AssertionError unless they all chose the same completions."""
+    results, chosen = {}, {}
+    for name in CONTENDERS:
+        results[name], chosen[name] = contend(name, path, work)
+        if not chosen[name].equals(chosen["ours"]):
+            raise AssertionError(f"{name} chose other completions than ours in {path.name}")
+    return results
 
 
 def run(quick: bool, work: Path) -> tuple[list[Row], dict]:
     from aya_assets.languages import LANGUAGES
 
-    languages = list(LANGUAGES)
     sizes = [1_000_000] if quick else [1_000_000, 10_000_000]
     rows, details = [], {}
     for size in sizes:
         path = work / f"completions_{size}.parquet"
-        write_completions(path, size, languages)
-        results = {name: contend(name, path, work) for name in CONTENDERS}
-        for name in ("pandas", "duckdb"):
-            if not results[name].pop("chosen").equals(results["ours"]["chosen"]):
-                raise AssertionError(f"{name} chose other completions than ours at {size} rows")
-        results["ours"].pop("chosen")
-        details[f"select_{size}_rows"] = results
-        label, headline = f"{size / 1e6:g}M rows", size == sizes[-1]
+        write_completions(path, size, list(LANGUAGES))
+        details[f"{size}_rows"] = results = compare(path, work)
         ours, pandas, duck = results["ours"], results["pandas"], results["duckdb"]
+        label, headline = f"{size / 1e6:g}M rows", size == sizes[-1]
+        vs_pandas, vs_duckdb = pandas["seconds"] / ours["seconds"], ours["seconds"] / duck["seconds"]
         rows += [
-            Row("select_vs_pandas" if headline else None, f"select vs pandas ({label}), pandas/ours", run_summary(ours),
-                run_summary(pandas), pandas["seconds"] / ours["seconds"], "≥ 10×", pandas["seconds"] / ours["seconds"] >= 10),
-            Row("select_vs_duckdb" if headline else None, f"select vs DuckDB ({label}), ours/duckdb", run_summary(ours),
-                run_summary(duck), ours["seconds"] / duck["seconds"], "≤ 1.5×", ours["seconds"] / duck["seconds"] <= 1.5),
+            Row("select_vs_pandas" if headline else None, f"select, pandas/ours ({label})", run_summary(ours),
+                f"pandas {run_summary(pandas)}", vs_pandas, "≥ 10×", vs_pandas >= 10),
+            Row("select_vs_duckdb" if headline else None, f"select, ours/DuckDB ({label})", run_summary(ours),
+                f"DuckDB {run_summary(duck)}", vs_duckdb, "≤ 1.5×", vs_duckdb <= 1.5),
         ]
-    # Same rows, 5 languages instead of 23: ours' peak memory should not depend on how many languages there are.
+    # The same rows with 5 languages instead of 23: ours' peak memory should not depend on the number of languages.
     few = work / f"completions_{sizes[-1]}_5_languages.parquet"
-    write_completions(few, sizes[-1], languages[:5])
-    ours_few = contend("ours", few, work)
-    ours_few.pop("chosen")
-    details["select_5_languages"] = ours_few
-    ratio = details[f"select_{sizes[-1]}_rows"]["ours"]["peak_rss_bytes"] / ours_few["peak_rss_bytes"]
-    rows.append(Row(None, f"select peak RSS, 23 / 5 languages ({label})", run_summary(details[f"select_{sizes[-1]}_rows"]["ours"]),
-                    run_summary(ours_few), ratio, "≤ 1.1×", ratio <= 1.1))
+    write_completions(few, sizes[-1], list(LANGUAGES)[:5])
+    details["5_languages"] = ours_few = contend("ours", few, work)[0]
+    rss_ratio = ours["peak_rss_bytes"] / ours_few["peak_rss_bytes"]
+    rows.append(Row(None, f"select peak RSS, 23 / 5 languages ({label})", f"23: {run_summary(ours)}",
+                    f"5: {run_summary(ours_few)}", rss_ratio, "≤ 1.1×", rss_ratio <= 1.1))
     return rows, details
 
 

@@ -16,9 +16,13 @@ class Row:
     met: bool | None  # None where there is no goal to meet
 
 
+def mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
 def run_summary(result: dict) -> str:
-    """"1.23 s, 456 MB": a measured run's time and peak RSS."""
-    return f"{result['seconds']:.2f} s, {result['peak_rss_bytes'] / 2**20:.0f} MiB"
+    """"1.23 s, 456 MiB": a measured run's time and peak RSS."""
+    return f"{result['seconds']:.2f} s, {mib(result['peak_rss_bytes'])}"
 
 
 def markdown(rows: list[Row]) -> str:

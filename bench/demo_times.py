@@ -1,0 +1,80 @@
+"""Where the latest `make demo` spent its time: seconds per asset and the wall time, from the Dagster event log.
+
+    DAGSTER_HOME=/tmp/demo .venv/bin/python -m bench.demo_times     # default: the checkout's instance
+
+The latest demo is the newest run and the runs before it launched by the same process (`aya materialize` runs
+every layer in-process, one run after another); an asset's time is the sum of its steps' durations over those runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections import Counter
+from pathlib import Path
+
+from aya_assets.paths import PACKAGE_ROOT
+
+
+def demo_times(dagster_home: Path) -> dict | None:
+    """{wall_s, per_asset_s (slowest first), materialized, runs, finished}, or None when the instance has no run."""
+    import dagster as dg
+
+    # The checkout's dagster.yaml gives storage paths relative to the checkout.
+    with contextlib.chdir(dagster_home), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return _times(instance)
+
+
+def _times(instance) -> dict | None:
+    from dagster._core.events import DagsterEventType
+
+    def launcher(run_id: str) -> int | None:
+        starts = instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
+        return starts[0].dagster_event.pid if starts else None
+
+    records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp, reverse=True)
+    if not records:
+        return None
+    pid = launcher(records[0].dagster_run.run_id)
+    demo = []
+    for record in records:
+        if launcher(record.dagster_run.run_id) != pid:
+            break
+        demo.append(record)
+    per_asset: Counter[str] = Counter()
+    everything: set[str] = set()
+    for record in demo:
+        run_id = record.dagster_run.run_id
+        materialized: dict[str, set[str]] = {}
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            materialized.setdefault(entry.step_key, set()).add(entry.dagster_event.asset_key.to_user_string())
+        everything.update(*materialized.values())
+        for step in instance.get_run_step_stats(run_id):
+            if step.start_time is not None and step.end_time is not None:
+                # A step that materialized nothing (a separate check) keeps its own name.
+                per_asset[", ".join(sorted(materialized.get(step.step_key, {step.step_key})))] += step.end_time - step.start_time
+    finished = all(r.end_time is not None for r in demo)
+    end = max((r.end_time for r in demo if r.end_time is not None), default=None)
+    start = min(r.start_time for r in demo if r.start_time is not None)
+    return {"wall_s": None if end is None else end - start, "per_asset_s": dict(per_asset.most_common()),
+            "materialized": sorted(everything), "runs": len(demo), "finished": finished}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dagster-home", type=Path, default=Path(os.environ.get("DAGSTER_HOME", PACKAGE_ROOT)))
+    times = demo_times(parser.parse_args().dagster_home.resolve())
+    if times is None:
+        print("no run in this Dagster instance: run `make demo` first")
+        return
+    print("| asset | seconds |\n|---|---|")
+    for asset, seconds in times["per_asset_s"].items():
+        print(f"| {asset} | {seconds:.1f} |")
+    state = "" if times["finished"] else " (still running: figures so far)"
+    wall = "—" if times["wall_s"] is None else f"{times['wall_s']:.1f} s"
+    print(f"\n{times['runs']} runs, wall time from first run start to last run end: {wall}{state}")
+
+
+if __name__ == "__main__":
+    main()
