@@ -6,6 +6,8 @@ import random
 
 import polars as pl
 
+from aya_assets.training.dpo import preference_rows
+
 # wrong_language: another language's reference; off_topic: another prompt's reference in the same language;
 # truncated: the first ~30% of the reference itself. Together they teach fidelity, relevance and completeness.
 KINDS = ("wrong_language", "off_topic", "truncated")
@@ -46,13 +48,5 @@ def reward_pairs(prompts: pl.DataFrame, seed: int, per_prompt: int = 3) -> pl.Da
     return pl.DataFrame(pairs, schema=PAIR_SCHEMA, orient="row")
 
 
-def to_conversational(pairs: pl.DataFrame) -> list[dict]:
-    """TRL's explicit-prompt conversational preference rows, the format train_reward_model takes."""
-    return [
-        {
-            "prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }
-        for prompt, chosen, rejected in pairs.select("prompt", "chosen", "rejected").iter_rows()
-    ]
+# The reward model takes the same TRL explicit-prompt rows as DPO: one converter serves both.
+to_conversational = preference_rows
