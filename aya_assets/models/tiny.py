@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class TinyArchitecture:
-    # ~1M parameters (half of them the tied embedding): memorises a few hundred short answers in a minute on 2 cores.
+    # ~1M parameters (half in the tied embedding): on 2 cores, 450 steps x 16 at max_length 80 (~70 s) memorise the
+    # opening of every focus-language answer. Measured: 4 layers learned less per step, 256 wide cost 2.3x per step.
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -37,7 +38,7 @@ class TrainSettings:
     learning_rate: float
     batch_size: int
     seed: int = 0
-    max_length: int = 256  # tokens; the longest seed prompt with its reference (Hindi, Greek) is ~210
+    max_length: int = 256  # tokens; fits every seed prompt with its whole reference (longest ~210, Hindi and Greek)
     warmup_ratio: float = 0.05
 
 
@@ -110,7 +111,7 @@ def _sft_trainer_class():
     from trl import SFTTrainer
 
     class TinySFTTrainer(SFTTrainer):
-        """SFTTrainer with the model's own loss: TRL's fused LM head saves GPU memory but more than doubles a CPU step."""
+        """SFTTrainer with the model's own loss: TRL's fused LM head saves GPU memory but doubles a CPU step."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
@@ -162,7 +163,10 @@ def train_causal_lm(
 def train_reward_model(
     tokenizer_dir: Path, pairs: list[dict], out_dir: Path, arch: TinyArchitecture, settings: TrainSettings
 ) -> TrainReport:
-    """Train a tiny Llama sequence classifier with TRL's RewardTrainer on explicit-prompt preference rows."""
+    """Train a tiny Llama sequence classifier with TRL's RewardTrainer on explicit-prompt preference rows.
+
+    It scores what it was trained on: the chat template applied to [user, assistant] (no generation prompt).
+    """
     from datasets import Dataset
     from transformers import AutoTokenizer, LlamaForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
