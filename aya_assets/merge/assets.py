@@ -45,7 +45,8 @@ def merged_asset(name: str, upstream: str, base_asset: str, group: str, profile:
     def _merged(context: dg.AssetExecutionContext, profile: ProfileResource, store: ArtifactStore):
         cfg = profile.profile
         inputs = {c: store.models / upstream / c for c in clusters}
-        sizes = {c: int(build_record(path).get("examples") or build_record(path).get("pairs") or 0) for c, path in inputs.items()}
+        records = {c: build_record(path) for c, path in inputs.items()}
+        sizes = {c: int(r.get("examples") or r.get("pairs") or 0) for c, r in records.items()}
         weights = merge_weights(cfg, sizes)
         base = checkpoint_path(cfg, store.models, base_asset)
         out = store.models / name

@@ -60,7 +60,8 @@ def dpo_asset(name: str, pair_assets: list[str], init_asset: str, group: str, pr
         from aya_assets.training.dpo import train_dpo
 
         cfg = profile.profile
-        settings = replace(dpo_settings(cfg, name), seed=dpo_settings(cfg, name).seed + cfg.seed)
+        base_settings = dpo_settings(cfg, name)
+        settings = replace(base_settings, seed=base_settings.seed + cfg.seed)
         table = pl.concat(list(pairs.values()), how="diagonal_relaxed").sort("kind", "language", "prompt_id")
         if table.is_empty():
             raise ValueError(f"{name}/{context.partition_key}: no preference pairs in {', '.join(pair_assets)}")
