@@ -90,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="dagster")  # beta/preview notices are for us, not for users
+    from aya_assets.models.checkpoint import CheckpointError
     from aya_assets.profile import ProfileError
     from aya_assets.prompts.sources import PromptSourceError
 
     try:
         return args.func(args)
-    except (ProfileError, PromptSourceError) as exc:
-        print(f"aya: {exc}", file=sys.stderr)
+    except (ProfileError, PromptSourceError, CheckpointError) as exc:
+        # Bad input: the message names the file and row, key or tensor; the run's log above has the traceback.
+        print(f"aya: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,7 @@
 """Generation on CPU: the project's TransformersBackend in batches of 64 against one prompt at a time.
 
 Same tiny random Llama, same seed prompts, same sampling. Run as a module, it is one contender's worker:
-`python -m bench.generation MODEL_DIR BATCH_SIZE PROMPTS`.
+`python -m bench.generation MODEL_DIR BATCH_SIZE PROMPTS [DEVICE]` (cpu by default; bench/gpu.py passes cuda).
 """
 
 from __future__ import annotations
@@ -23,22 +23,29 @@ def prompts(count: int) -> list[str]:
     return [row["text"] for row in rows[:: len(rows) // count]][:count]
 
 
-def worker(model_dir: str, batch_size: str, count: str) -> None:
-    """Load the model with one warm-up prompt, then time generating for every prompt, on one torch thread (see run.py)."""
+def worker(model_dir: str, batch_size: str, count: str, device: str = "cpu") -> None:
+    """Load the model with one warm-up prompt, then time generating for every prompt; on CPU with one torch thread
+    (see run.py), on cuda in the backend's auto dtype (bfloat16)."""
     import torch
 
     from aya_assets.generation import SamplingSettings, TransformersBackend
 
-    torch.set_num_threads(1)
-    backend = TransformersBackend(batch_size=int(batch_size), device="cpu")
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if not cuda:
+        torch.set_num_threads(1)
+    backend = TransformersBackend(batch_size=int(batch_size), device=device)
     sampling = SamplingSettings(n=1, max_new_tokens=32, temperature=0.8, seed=0)
     texts = prompts(int(count))
     backend.generate(model_dir, texts[:1], sampling)
+    sync()
     started = time.perf_counter()
     completions = backend.generate(model_dir, texts, sampling)
+    sync()
     seconds = time.perf_counter() - started
     tokens = sum(c.tokens for per_prompt in completions for c in per_prompt)
-    report(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)
+    report(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds,
+           device=torch.cuda.get_device_name() if cuda else "cpu")
 
 
 def run(quick: bool, work: Path) -> tuple[list[Row], dict]:

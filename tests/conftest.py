@@ -18,6 +18,14 @@ def aya_home(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> dict[str, Path]:
+    """Tiny Llama checkpoints by role, and broken variants (tests/helpers.py); built once per test session."""
+    from helpers import build_checkpoints
+
+    return build_checkpoints(tmp_path_factory.mktemp("ckpt"))
+
+
 @pytest.fixture
 def instance(tmp_path):
     (tmp_path / "dagster").mkdir(exist_ok=True)
@@ -66,3 +74,14 @@ def write_profile(tmp_path):
 @pytest.fixture
 def fast_profile(write_profile) -> str:
     return write_profile(**FAST)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu need a CUDA device: skip them where torch sees none."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in gpu:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))

@@ -1,6 +1,7 @@
 """The tiny-profile model builders: checkpoint directories, tokenizer, training mixture, reward pairs, real training."""
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -10,9 +11,11 @@ import yaml
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from helpers import NAN_TENSOR
+
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.models.checkpoint import atomic_dir, check_checkpoint, content_hash, write_model_card
-from aya_assets.models.reward_data import KINDS, reward_pairs, to_conversational
+from aya_assets.models.checkpoint import CheckpointError, atomic_dir, check_checkpoint, content_hash, write_model_card
+from aya_assets.models.reward_data import CLIP_CHARS, KINDS, clip, reward_pairs, to_conversational
 from aya_assets.models.tiny import TinyArchitecture, TrainSettings, mixture, train_causal_lm, train_reward_model
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import PromptsConfig
@@ -94,19 +97,32 @@ def test_content_hash_is_stable_and_tracks_headers_and_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("remove", "named"),
-    [("config.json", "config.json"), ("model.safetensors", "safetensors"), ("tokenizer.json", "tokenizer")],
+    [("config.json", "config.json"), ("model.safetensors", "model.safetensors"), ("tokenizer.json", "tokenizer")],
 )
-def test_check_checkpoint_names_what_is_missing(tmp_path, remove, named):
-    path = write_checkpoint(tmp_path / "ckpt")
+def test_check_checkpoint_names_what_is_missing(ckpt, tmp_path, remove, named):
+    path = Path(shutil.copytree(ckpt["a"], tmp_path / "ckpt"))
     check_checkpoint(path)
     (path / remove).unlink()
-    with pytest.raises(ValueError, match=named) as err:
+    with pytest.raises(CheckpointError, match=f"{path}: incomplete checkpoint, missing .*{named}"):
         check_checkpoint(path)
-    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("wrong_shapes", r"tensor model\.layers\.0\.mlp\.down_proj\.weight has shape \[32, 96\], config\.json implies \[32, 64\]"),
+        ("small_vocab", r"the tokenizer has \d+ tokens but the embeddings hold \d+ \(vocabulary mismatch\)"),
+        ("nan", rf"NaN in tensor {NAN_TENSOR}"),
+    ],
+)
+def test_check_checkpoint_names_the_inconsistent_tensor(ckpt, broken, message):
+    with pytest.raises(CheckpointError, match=message) as err:
+        check_checkpoint(ckpt[broken])
+    assert str(ckpt[broken]) in str(err.value)
 
 
 def test_check_checkpoint_rejects_a_missing_directory(tmp_path):
-    with pytest.raises(ValueError, match="not a checkpoint directory"):
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
         check_checkpoint(tmp_path / "nowhere")
 
 
@@ -176,20 +192,25 @@ def test_reward_pairs_use_train_references_and_each_kind(prompts):
     pairs = reward_pairs(prompts, seed=7)
     train = prompts.filter(pl.col("split") == "train")
     assert set(pairs["prompt_id"]) == set(train["prompt_id"])  # every train prompt, no eval prompt
-    assert pairs.group_by("kind").len().sort("kind")["len"].to_list() == [train.height] * 3
+    assert pairs.group_by("kind").len().sort("kind")["len"].to_list() == [train.height] * len(KINDS)
     assert sorted(pairs["kind"].unique()) == sorted(KINDS)
-    eval_references = set(prompts.filter(pl.col("split") == "eval")["reference"])
+    eval_references = {clip(ref) for ref in prompts.filter(pl.col("split") == "eval")["reference"]}
     assert not eval_references & (set(pairs["chosen"]) | set(pairs["rejected"]))
 
-    language_of = dict(zip(train["reference"], train["language"]))
+    language_of = {clip(ref): language for ref, language in zip(train["reference"], train["language"])}
     for row in pairs.iter_rows(named=True):
-        assert row["chosen"] != row["rejected"]
-        if row["kind"] == "wrong_language":
-            assert language_of[row["rejected"]] != row["language"]
-        elif row["kind"] == "off_topic":
-            assert language_of[row["rejected"]] == row["language"]
-        else:
-            assert row["chosen"].startswith(row["rejected"]) and len(row["rejected"]) < 0.5 * len(row["chosen"])
+        assert row["chosen"] != row["rejected"] and len(row["chosen"]) <= CLIP_CHARS
+        kind, chosen, rejected = row["kind"], row["chosen"], row["rejected"]
+        if kind == "wrong_language":
+            assert language_of[rejected] != row["language"]
+        elif kind == "off_topic":
+            assert language_of[rejected] == row["language"]
+        elif kind == "truncated":
+            assert chosen.startswith(rejected) and len(rejected) < 0.6 * len(chosen)
+        elif kind == "garbled":  # the same letters, shuffled
+            assert sorted(rejected.replace(" ", "")) == sorted(chosen.replace(" ", ""))
+        else:  # mixed_script: pieces of the answer among pieces of other languages' answers
+            assert kind == "mixed_script" and abs(len(rejected) - len(chosen)) < 0.5 * len(chosen) + 20
     assert pairs.equals(reward_pairs(prompts, seed=7))
 
 

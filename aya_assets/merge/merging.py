@@ -8,12 +8,11 @@ import math
 import shutil
 from pathlib import Path
 
-import torch
 import yaml
-from safetensors import safe_open
 from transformers import AutoConfig
 
 from aya_assets.atomic import atomic_dir
+from aya_assets.models.checkpoint import CheckpointError, check_finite, missing_files, tensor_shapes
 
 METHODS = ("linear", "slerp", "ties", "dare_ties")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -88,17 +87,17 @@ def sanity_check(models: list[str | Path]) -> None:
     for path in paths:
         if not path.is_dir():
             raise MergeError(f"checkpoint directory does not exist: {path}")
-        missing = _missing_files(path)
+        missing = missing_files(path)
         if missing:
             raise MergeError(f"missing files: {', '.join(missing)} in {path}")
-    ref, ref_arch, ref_tok, ref_shapes = paths[0], _architecture(paths[0]), _tokenizer_digest(paths[0]), _tensor_shapes(paths[0])
+    ref, ref_arch, ref_tok, ref_shapes = paths[0], _architecture(paths[0]), _tokenizer_digest(paths[0]), tensor_shapes(paths[0])
     for path in paths[1:]:
         arch = _architecture(path)
         if arch != ref_arch:
             raise MergeError(f"architecture differs: {ref_arch} in {ref} vs {arch} in {path}")
         if _tokenizer_digest(path) != ref_tok:
             raise MergeError(f"tokenizer differs: {ref} vs {path} (vocabulary, merges or added tokens)")
-        shapes = _tensor_shapes(path)
+        shapes = tensor_shapes(path)
         for name in sorted(ref_shapes.keys() | shapes.keys()):
             if name not in shapes or name not in ref_shapes:
                 has, lacks = (ref, path) if name in ref_shapes else (path, ref)
@@ -106,7 +105,10 @@ def sanity_check(models: list[str | Path]) -> None:
             if shapes[name] != ref_shapes[name]:
                 raise MergeError(f"{name}: shape {ref_shapes[name]} in {ref} vs {shapes[name]} in {path}")
     for path in paths:
-        _check_finite(path)
+        try:
+            check_finite(path)
+        except CheckpointError as e:
+            raise MergeError(str(e)) from e
 
 
 def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: str | Path, method: str = "linear", *,
@@ -149,23 +151,6 @@ def _model_path(model: str | Path) -> str:
     return path
 
 
-def _weight_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint: the shards its index names, else model.safetensors."""
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        return [path / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    return [path / "model.safetensors"]
-
-
-def _missing_files(path: Path) -> list[str]:
-    """Names of the files a mergeable checkpoint needs that `path` lacks."""
-    missing = [] if (path / "config.json").is_file() else ["config.json"]
-    missing += [f.name for f in _weight_files(path) if not f.is_file()]
-    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
-        missing.append("tokenizer.json")
-    return missing
-
-
 def _architecture(path: Path) -> tuple[str, tuple[str, ...]]:
     """(model_type, architectures) from config.json."""
     config = json.loads((path / "config.json").read_text())
@@ -180,26 +165,6 @@ def _tokenizer_digest(path: Path) -> str:
     else:
         data = (path / "tokenizer.model").read_bytes()
     return hashlib.sha256(data).hexdigest()
-
-
-def _tensor_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape, from the safetensors headers only."""
-    shapes = {}
-    for file in _weight_files(path):
-        with safe_open(file, framework="pt") as st:
-            shapes |= {name: list(st.get_slice(name).get_shape()) for name in st.keys()}
-    return shapes
-
-
-def _check_finite(path: Path) -> None:
-    """Raise MergeError on the first NaN/Inf, loading one tensor at a time so memory stays at the largest tensor."""
-    for file in _weight_files(path):
-        with safe_open(file, framework="pt") as st:
-            for name in st.keys():
-                tensor = st.get_tensor(name)
-                # One float32 reduction instead of a boolean mask: any NaN/Inf element makes the sum non-finite.
-                if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
-                    raise MergeError(f"{'NaN' if torch.isnan(tensor).any() else 'Inf'} in tensor {name} of {path}")
 
 
 def _write_config(donor: Path, out: Path, dtype: str) -> None:

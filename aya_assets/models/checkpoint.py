@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+import torch
 import yaml
 from pydantic_core import to_jsonable_python
+from safetensors import safe_open
 
 from aya_assets.atomic import atomic_dir  # noqa: F401 - the way every checkpoint is written
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 
 
 def write_model_card(out_dir: Path, *, name: str, description: str, inputs: dict[str, str], settings: dict) -> Path:
@@ -57,16 +60,80 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_checkpoint(path: Path) -> None:
-    """Raise ValueError naming `path` and what it lacks unless it holds a config, weights and a tokenizer."""
-    if not path.is_dir():
-        raise ValueError(f"{path}: not a checkpoint directory")
-    missing = []
-    if not (path / "config.json").is_file():
-        missing.append("config.json")
-    if not any(path.glob("*.safetensors")):
-        missing.append("*.safetensors weights")
+class CheckpointError(ValueError):
+    """A checkpoint that must not be used; the message names the directory and the file or tensor."""
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: the shards its index names, else model.safetensors."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        return [path / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [path / "model.safetensors"]
+
+
+def missing_files(path: Path) -> list[str]:
+    """Names of the files a usable checkpoint needs that `path` lacks: config, every weight shard, a tokenizer."""
+    missing = [] if (path / "config.json").is_file() else ["config.json"]
+    missing += [f.name for f in weight_files(path) if not f.is_file()]
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         missing.append(" or ".join(TOKENIZER_FILES))
+    return missing
+
+
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, from the safetensors headers only."""
+    shapes = {}
+    for file in weight_files(path):
+        with safe_open(file, framework="pt") as st:
+            shapes |= {name: list(st.get_slice(name).get_shape()) for name in st.keys()}
+    return shapes
+
+
+def config_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape that config.json implies, from the model class built on the meta device (no memory)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(path)
+    cls = next((getattr(transformers, a) for a in config.architectures or [] if hasattr(transformers, a)), None)
+    if cls is None:
+        return {}  # an architecture this transformers does not know: vLLM may still; nothing to compare against
+    with torch.device("meta"):
+        model = cls(config)
+    return {name: list(t.shape) for name, t in model.state_dict().items()}
+
+
+def check_finite(path: Path) -> None:
+    """Raise CheckpointError on the first NaN/Inf, one tensor at a time so memory stays at the largest tensor."""
+    for file in weight_files(path):
+        with safe_open(file, framework="pt") as st:
+            for name in st.keys():
+                tensor = st.get_tensor(name)
+                # One float32 reduction instead of a boolean mask: any NaN/Inf element makes the sum non-finite.
+                if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
+                    raise CheckpointError(f"{'NaN' if torch.isnan(tensor).any() else 'Inf'} in tensor {name} of {path}")
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise CheckpointError naming `path` and the file or tensor unless it is a complete, consistent checkpoint.
+
+    Complete: config, every weight shard, a tokenizer. Consistent: each tensor has the shape config.json implies,
+    the embeddings hold every token id the tokenizer can produce, and no weight is NaN or Inf.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory")
+    missing = missing_files(path)
     if missing:
-        raise ValueError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+    shapes, expected = tensor_shapes(path), config_shapes(path)
+    for name in sorted(shapes.keys() & expected.keys()):
+        if shapes[name] != expected[name]:
+            raise CheckpointError(f"{path}: tensor {name} has shape {shapes[name]}, config.json implies {expected[name]}")
+    from transformers import AutoConfig, AutoTokenizer
+
+    vocab_size = AutoConfig.from_pretrained(path).get_text_config().vocab_size
+    tokens = len(AutoTokenizer.from_pretrained(path))
+    if vocab_size is not None and tokens > vocab_size:
+        raise CheckpointError(f"{path}: the tokenizer has {tokens} tokens but the embeddings hold {vocab_size} (vocabulary mismatch)")
+    check_finite(path)

@@ -150,10 +150,15 @@ def _from_seed(src: SeedSource, languages: list[str], cfg: PromptsConfig) -> lis
 
 
 def _from_table(src: TableSource, languages: list[str], cfg: PromptsConfig) -> list[dict]:
-    out, cols = [], src.columns
+    out, cols, first_seen = [], src.columns, {}
     for path in _files(paths.resolve(src.path), (".jsonl", ".parquet")):
         for row in _read_table_file(path):
             where = f"{path}:{row['_row']}"
+            source_id = _field(row, cols.id, where)
+            if source_id is not None:
+                if source_id in first_seen:
+                    raise PromptSourceError(f"{where}: duplicate id {source_id!r} (first at {first_seen[source_id]})")
+                first_seen[source_id] = where
             language = _field(row, cols.language, where, required=True) if cols.language else src.language
             if language in LANGUAGES and language not in languages:
                 continue
@@ -166,7 +171,7 @@ def _from_table(src: TableSource, languages: list[str], cfg: PromptsConfig) -> l
                     split=_field(row, cols.split, where) or src.split,
                     reference=_field(row, cols.reference, where),
                     category=_field(row, cols.category, where),
-                    source_id=_field(row, cols.id, where),
+                    source_id=source_id,
                     cfg=cfg,
                 )
             )

@@ -1,0 +1,106 @@
+"""`aya` on bad input: every case exits with status 2, names the file and row, the key or the tensor, and writes nothing."""
+
+import io
+import re
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_profile import BAD_PROFILES
+from test_prompt_sources import BAD_FILES
+
+from aya_assets.cli import main
+
+# Cases beyond the loader's own list: sizes, ids and formats that only show up in real files.
+MORE_BAD_FILES = [
+    ("one_megabyte_text", ('{"text": "' + "b" * 1_000_000 + '"}\n').encode(), r"bad\.jsonl:1: text is 1000000 characters"),
+    ("duplicate_ids", b'{"id": "q1", "text": "one"}\n{"id": "q2", "text": "two"}\n{"id": "q1", "text": "three"}\n',
+     r"bad\.jsonl:3: duplicate id 'q1' \(first at .*bad\.jsonl:1\)"),
+    ("csv_given_as_jsonl", b"text,language\nhello,en\n", r"bad\.jsonl:1: invalid JSON"),
+    ("json_array_not_lines", b'[{"text": "a"},\n{"text": "b"}]\n', r"bad\.jsonl:1: invalid JSON"),
+]
+
+
+def parquet_bytes() -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"text": ["hello"]}), sink)
+    return sink.getvalue()
+
+
+def run_aya(*argv: str) -> tuple[int, str]:
+    err = io.StringIO()
+    stderr, sys.stderr = sys.stderr, err
+    try:
+        code = main(list(argv))
+    finally:
+        sys.stderr = stderr
+    return code, err.getvalue()
+
+
+@pytest.fixture
+def cli_home(aya_home, tmp_path, monkeypatch):
+    """AYA_HOME and DAGSTER_HOME in tmp_path; `aya` changes directory to the checkout, monkeypatch changes it back."""
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.chdir(tmp_path)
+    return aya_home
+
+
+def written(home) -> list:
+    """Artifacts a failed command must not have left: warehouse tables, models, temp files."""
+    data = home / "data"
+    return [p for p in data.rglob("*") if p.is_file() and p.parent.name != "dagster_home" and "dagster" not in p.parts
+            and p.name != "aya.duckdb"] if data.exists() else []
+
+
+@pytest.mark.parametrize("name, content, message", [*BAD_FILES, *MORE_BAD_FILES,
+                                                     ("parquet_bytes_in_jsonl", parquet_bytes(), r"bad\.jsonl: not UTF-8")],
+                         ids=[c[0] for c in [*BAD_FILES, *MORE_BAD_FILES]] + ["parquet_bytes_in_jsonl"])
+def test_bad_prompt_file_exits_non_zero_naming_file_and_row(cli_home, write_profile, tmp_path, name, content, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    columns = {"split": "split", "id": "id"} | ({"language": "lang"} if name == "unknown_language" else {})
+    source = {"kind": "jsonl", "name": "bad", "path": str(bad), "columns": columns}
+    if "language" not in columns:
+        source["language"] = "en"
+    profile = write_profile(prompts={"sources": [source]})
+    code, err = run_aya("--profile", profile, "materialize", "--select", "prompts")
+    assert code == 2 and "aya: PromptSourceError: " in err
+    assert re.search(message, err), err
+    assert written(cli_home) == []
+
+
+@pytest.mark.parametrize("overrides, message", BAD_PROFILES)
+def test_bad_profile_exits_2_naming_the_key(cli_home, write_profile, overrides, message):
+    profile = write_profile(**overrides)
+    code, err = run_aya("--profile", profile, "materialize", "--select", "prompts")
+    assert code == 2 and "aya: ProfileError: " in err
+    assert profile in err and re.search(message, err), err
+    assert written(cli_home) == []
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("wrong_shapes", r"tensor model\.layers\.0\.mlp\.down_proj\.weight has shape \[32, 96\], config\.json implies \[32, 64\]"),
+        ("small_vocab", r"vocabulary mismatch"),
+        ("nan", r"NaN in tensor model\.layers\.1\.self_attn\.v_proj\.weight"),
+        ("no_config", r"incomplete checkpoint, missing config\.json"),
+    ],
+)
+def test_bad_configured_checkpoint_exits_non_zero_naming_the_tensor(cli_home, write_profile, ckpt, broken, message):
+    good = str(ckpt["a"])
+    profile = write_profile(models={"build": False, "teachers": [{"name": "t", "path": good}],
+                                    "student": {"name": "s", "path": str(ckpt[broken])},
+                                    "reward_model": {"name": "r", "path": good}, "translation_source": None})
+    code, err = run_aya("--profile", profile, "materialize", "--select", "student_base")
+    assert code == 2 and "aya: CheckpointError: " in err and str(ckpt[broken]) in err
+    assert re.search(message, err), err
+    assert written(cli_home) == []
+
+
+def test_sql_refusal_and_error_exit_codes(cli_home):
+    assert run_aya("sql", "drop view prompts")[0] == 2
+    code, err = run_aya("sql", "select * from read_csv('/etc/passwd')")
+    assert code == 1 and "aya sql:" in err
