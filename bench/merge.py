@@ -16,6 +16,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from aya_assets.models.checkpoint import weight_files
 from bench import fixtures
 from bench.measure import measure, python_worker, report
 from bench.table import Row, mib, run_summary
@@ -55,9 +56,15 @@ def write_checkpoint(out: Path, arch: dict, tokenizer: Path, seed: int) -> Path:
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    """Whether two merged checkpoints hold identical tensors, compared one tensor at a time."""
-    with safe_open(a / "model.safetensors", "pt") as left, safe_open(b / "model.safetensors", "pt") as right:
-        return set(left.keys()) == set(right.keys()) and all(torch.equal(left.get_tensor(k), right.get_tensor(k)) for k in left.keys())
+    """Whether two merged checkpoints hold identical tensors (however sharded), compared one tensor at a time."""
+    def tensors(path: Path) -> dict:
+        return {name: (file, name) for file in weight_files(path) for name in safe_open(file, "pt").keys()}
+
+    left, right = tensors(a), tensors(b)
+    if left.keys() != right.keys():
+        return False
+    load = lambda where: safe_open(where[0], "pt").get_tensor(where[1])  # noqa: E731
+    return all(torch.equal(load(left[name]), load(right[name])) for name in left)
 
 
 def worker(out: str, *models: str) -> None:

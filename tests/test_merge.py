@@ -107,6 +107,14 @@ def test_refused_merges_write_nothing(ckpt, tmp_path, bad, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("method", ["ties", "dare_ties"])
+def test_nan_inputs_are_refused_by_methods_that_could_mask_them(ckpt, tmp_path, method):
+    """Linear merges find a NaN input through their result (NaN × w is NaN); sign election or drop-out could hide one."""
+    with pytest.raises(MergeError, match=rf"NaN in tensor {NAN_TENSOR} of .*/nan"):
+        merge_checkpoints([ckpt["a"], ckpt["nan"]], [0.5, 0.5], tmp_path / "merged", method, base_model=ckpt["base"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_merge_leaves_the_previous_result(ckpt, tmp_path, monkeypatch):
     out = tmp_path / "merged"
     merge_checkpoints([ckpt["a"], ckpt["b"]], [0.5, 0.5], out)

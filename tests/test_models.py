@@ -85,11 +85,15 @@ def write_checkpoint(path: Path, shape=(4, 2)) -> Path:
     return path
 
 
-def test_content_hash_is_stable_and_tracks_headers_and_files(tmp_path):
+def test_content_hash_is_stable_and_tracks_weights_and_files(tmp_path):
     a = write_checkpoint(tmp_path / "a")
     digest = content_hash(a)
     assert digest == content_hash(a) == content_hash(write_checkpoint(tmp_path / "b"))  # location does not count
     assert content_hash(write_checkpoint(tmp_path / "reshaped", shape=(2, 4))) != digest
+    # Retrained in place, same shapes: a new hash, or shards and merges keyed on it would be reused stale.
+    retrained = write_checkpoint(tmp_path / "retrained")
+    save_file({"weight": torch.ones(4, 2)}, retrained / "model.safetensors")
+    assert content_hash(retrained) != digest
     (a / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
     assert content_hash(a) != digest
     assert len(content_hash(a / "model.safetensors")) == 64  # a single file hashes too

@@ -12,11 +12,13 @@ import yaml
 from transformers import AutoConfig
 
 from aya_assets.atomic import atomic_dir
-from aya_assets.models.checkpoint import CheckpointError, check_finite, missing_files, tensor_shapes
+from aya_assets.models.checkpoint import CheckpointError, check_finite, missing_files, non_finite, tensor_shapes
 
 METHODS = ("linear", "slerp", "ties", "dare_ties")
 DTYPES = ("float32", "bfloat16", "float16")
 RECIPE_FILE = "merge_recipe.yaml"
+# mergekit holds a whole output shard in memory before writing it (its default is 5 GB): smaller shards, less memory.
+OUT_SHARD_BYTES = 512 * 2**20
 # mergekit writes weights and config only; these make the result a usable chat checkpoint.
 CARRIED_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -79,8 +81,9 @@ def merge_recipe(models: list[str | Path], weights: list[float], method: str = "
                        for p, w in zip(paths, weights)]}
 
 
-def sanity_check(models: list[str | Path]) -> None:
-    """Raise MergeError unless the checkpoints share architecture, tensor names and shapes and tokenizer, and hold no NaN/Inf."""
+def sanity_check(models: list[str | Path], finite: bool = True) -> None:
+    """Raise MergeError unless the checkpoints share architecture, tensor names and shapes and tokenizer, and (with
+    `finite`) hold no NaN/Inf."""
     paths = [Path(m) for m in models]
     if not paths:
         raise ValueError("no checkpoints to check")
@@ -104,7 +107,7 @@ def sanity_check(models: list[str | Path]) -> None:
                 raise MergeError(f"{name}: present in {has}, missing in {lacks}")
             if shapes[name] != ref_shapes[name]:
                 raise MergeError(f"{name}: shape {ref_shapes[name]} in {ref} vs {shapes[name]} in {path}")
-    for path in paths:
+    for path in paths if finite else []:
         try:
             check_finite(path)
         except CheckpointError as e:
@@ -126,14 +129,20 @@ def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: s
 
     recipe = merge_recipe(models, weights, method, base_model=base_model, density=density, slerp_t=slerp_t, dtype=dtype)
     inputs = [entry["model"] for entry in recipe["models"]]
-    sanity_check(list(dict.fromkeys(filter(None, [recipe.get("base_model"), *inputs]))))
+    # A linear merge carries any NaN/Inf of any input into its output (NaN × w is NaN even for w = 0), so one pass
+    # over the result, before it is renamed into place, replaces a pass over every input: the inputs' bytes are
+    # read once, by mergekit. The other methods can mask a NaN (sign election, drop-out), so their inputs are scanned.
+    sanity_check(list(dict.fromkeys(filter(None, [recipe.get("base_model"), *inputs]))), finite=method != "linear")
     out = Path(out_dir).resolve()
     with atomic_dir(out) as tmp:
-        options = MergeOptions(random_seed=seed, quiet=True, copy_tokenizer=False, write_model_card=False)
+        options = MergeOptions(random_seed=seed, quiet=True, copy_tokenizer=False, write_model_card=False,
+                               out_shard_size=OUT_SHARD_BYTES)
         try:
             run_merge(MergeConfiguration.model_validate(recipe), str(tmp), options)
         except Exception as e:
             raise RuntimeError(f"mergekit {method} merge of {inputs} into {out} failed: {e}") from e
+        if method == "linear":
+            _check_result_finite(tmp, inputs)
         donor = Path(inputs[0])
         _write_config(donor, tmp, dtype)
         for name in CARRIED_FILES:
@@ -141,6 +150,16 @@ def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: s
                 shutil.copy2(donor / name, tmp / name)
         (tmp / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False))
     return recipe
+
+
+def _check_result_finite(result: Path, inputs: list[str]) -> None:
+    """Raise MergeError naming the input that made a merged tensor NaN/Inf, checking only that tensor in each input."""
+    found = non_finite(result)
+    if found:
+        name, kind = found
+        source = next((p for p in inputs if non_finite(Path(p), {name})), None)
+        raise MergeError(f"{kind} in tensor {name} of {source}" if source else
+                         f"{kind} in merged tensor {name}, though every input is finite there (overflow)")
 
 
 def _model_path(model: str | Path) -> str:
