@@ -47,6 +47,8 @@ def cmd_materialize(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    import polars as pl
+
     from aya_assets.catalog.sql import SqlRefused, run_query
     from aya_assets.definitions import build_definitions
 
@@ -60,12 +62,14 @@ def cmd_sql(args) -> int:
         print(f"aya sql: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.csv:
+        # CSV has no lists or structs (json_keys, messages): such cells are written as JSON text.
+        nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+        frame = frame.with_columns(pl.Series(name, [json.dumps(v, default=str, ensure_ascii=False) for v in frame[name].to_list()],
+                                             dtype=pl.String) for name in nested)
         sys.stdout.write(frame.write_csv())
     elif args.json:
         print(json.dumps(frame.to_dicts(), default=str, ensure_ascii=False, indent=1))
     else:
-        import polars as pl
-
         with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=60, tbl_hide_dataframe_shape=False):
             print(frame)
     return 0

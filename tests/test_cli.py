@@ -104,3 +104,8 @@ def test_sql_refusal_and_error_exit_codes(cli_home):
     assert run_aya("sql", "drop view prompts")[0] == 2
     code, err = run_aya("sql", "select * from read_csv('/etc/passwd')")
     assert code == 1 and "aya sql:" in err
+
+
+def test_sql_csv_writes_lists_and_structs_as_json(cli_home, capsys):
+    assert main(["sql", "select [1, 2] as xs, {'a': 'é'} as s, 3 as n", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["xs,s,n", '"[1, 2]","{""a"": ""é""}",3']
