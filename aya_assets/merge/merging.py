@@ -107,7 +107,9 @@ def sanity_check(models: list[str | Path], finite: bool = True) -> None:
                 raise MergeError(f"{name}: present in {has}, missing in {lacks}")
             if shapes[name] != ref_shapes[name]:
                 raise MergeError(f"{name}: shape {ref_shapes[name]} in {ref} vs {shapes[name]} in {path}")
-    for path in paths if finite else []:
+    if not finite:
+        return
+    for path in paths:
         try:
             check_finite(path)
         except CheckpointError as e:

@@ -93,11 +93,10 @@ def tensor_shapes(path: Path) -> dict[str, list[int]]:
     return shapes
 
 
-def config_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape that config.json implies, from the model class built on the meta device (no memory)."""
+def config_shapes(config) -> dict[str, list[int]]:
+    """Tensor name -> shape that a loaded config implies, from the model class built on the meta device (no memory)."""
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(path)
     cls = next((getattr(transformers, a) for a in config.architectures or [] if hasattr(transformers, a)), None)
     if cls is None:
         return {}  # an architecture this transformers does not know: vLLM may still; nothing to compare against
@@ -142,13 +141,14 @@ def check_checkpoint(path: Path) -> None:
     missing = missing_files(path)
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
-    shapes, expected = tensor_shapes(path), config_shapes(path)
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(path)
+    shapes, expected = tensor_shapes(path), config_shapes(config)
     for name in sorted(shapes.keys() & expected.keys()):
         if shapes[name] != expected[name]:
             raise CheckpointError(f"{path}: tensor {name} has shape {shapes[name]}, config.json implies {expected[name]}")
-    from transformers import AutoConfig, AutoTokenizer
-
-    vocab_size = AutoConfig.from_pretrained(path).get_text_config().vocab_size
+    vocab_size = config.get_text_config().vocab_size
     tokens = len(AutoTokenizer.from_pretrained(path))
     if vocab_size is not None and tokens > vocab_size:
         raise CheckpointError(f"{path}: the tokenizer has {tokens} tokens but the embeddings hold {vocab_size} (vocabulary mismatch)")

@@ -47,7 +47,10 @@ def garble(text: str, rng: random.Random) -> str:
 
 def mix_scripts(text: str, others: list[str], rng: random.Random) -> str:
     """`text`'s pieces interleaved with pieces of `others` (other languages), about the same length as `text`."""
-    pieces = [p for source in [text, *others] for p in (source.split() if " " in source else [source[i:i + 3] for i in range(0, len(source), 3)])]
+    def split(source: str) -> list[str]:  # words, or 3-character pieces for scripts written without spaces
+        return source.split() if " " in source else [source[i:i + 3] for i in range(0, len(source), 3)]
+
+    pieces = [piece for source in [text, *others] for piece in split(source)]
     rng.shuffle(pieces)
     out, length = [], 0
     for piece in pieces:
