@@ -29,7 +29,8 @@ def _run_one(home: str, name: str, pool: str | None, log: str, barrier) -> None:
     @dg.asset(name=name, pool=pool)
     def _asset() -> None:
         start = time.monotonic()
-        time.sleep(2.0)
+        # Long enough that, without the pool, both bodies overlap even if one run's start lags the other's under load.
+        time.sleep(5.0)
         with open(log, "a") as f:
             f.write(json.dumps([start, time.monotonic()]) + "\n")
 
