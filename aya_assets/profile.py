@@ -216,6 +216,9 @@ class ArbitrageConfig(_Strict):
 class TrainingConfig(_Strict):
     sft: TrainSettings = TrainSettings(steps=150, learning_rate=2e-3, batch_size=16)
     baselines: bool = True  # also SFT on single-teacher and random routing (what evaluation compares against)
+    # Share of the other clusters' arbitrage rows that each cluster's SFT also trains on. 0 = only the cluster's own
+    # languages (the recipe as published); small models need some, or the cluster models drift too far apart to merge.
+    cluster_replay: float = Field(0.0, ge=0.0, le=1.0)
     dpo: DPOSettings = DPOSettings(steps=40, learning_rate=1e-3, batch_size=8, beta=0.1)
     min_margin: float = Field(0.1, ge=0.0)  # best-vs-worst pairs closer than this in score are dropped
 

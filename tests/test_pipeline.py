@@ -130,13 +130,22 @@ def test_sql_lineage_reaches_prompts(graph):
     assert mats.item() == 4
 
 
-def test_cluster_sft_trains_on_its_languages_and_merges_by_data_share(graph):
+def test_cluster_sft_trains_on_its_languages_plus_replay_and_merges_by_data_share(graph):
     from transformers import AutoModelForCausalLM
 
-    data, *_ = graph
+    data, defs, *_ = graph
     models = data / "models"
     used = pl.read_parquet(models / "sft_checkpoints" / "east_asian" / "training_data.parquet")
-    assert set(used["language"]) == {"en", "es", "fr", "zh", "ja", "ko", "vi", "id"}
+    own = {"en", "es", "fr", "zh", "ja", "ko", "vi", "id"}
+    arbitrage = read(data, "arbitrage_sft")
+    # Every row of the cluster's languages, and the tiny profile's replay share (0.5) of the other 15 languages' rows.
+    assert used.filter(pl.col("language").is_in(own)).height == arbitrage.filter(pl.col("language").is_in(own)).height
+    replayed = used.filter(~pl.col("language").is_in(own)).height
+    assert replayed == round(0.5 * arbitrage.filter(~pl.col("language").is_in(own)).height)
+    # With replay every language partition feeds every cluster, in the asset graph too.
+    graph_ = defs.resolve_asset_graph()
+    mapping = graph_.get(dg.AssetKey("sft_checkpoints")).partition_mappings[dg.AssetKey("arbitrage_sft")]
+    assert isinstance(mapping, dg.AllPartitionMapping)
     AutoModelForCausalLM.from_pretrained(models / "sft_merged")
     recipe = yaml.safe_load((models / "sft_merged" / "merge_recipe.yaml").read_text())
     assert recipe["merge_method"] == "linear" and len(recipe["models"]) == 4

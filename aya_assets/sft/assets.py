@@ -33,6 +33,13 @@ def sft_conversations(rows: pl.DataFrame) -> list[list[dict]]:
     return [list(messages) for messages in rows["messages"].to_list()]
 
 
+def cluster_rows(arbitrage: pl.DataFrame, languages: list[str], replay: float, seed: int) -> pl.DataFrame:
+    """One cluster's SFT rows: every row of its languages, plus a seeded `replay` share of every other language's."""
+    own = arbitrage.filter(pl.col("language").is_in(languages))
+    others = arbitrage.filter(~pl.col("language").is_in(languages)).sort("language", "prompt_id")
+    return pl.concat([own, others.sample(fraction=replay, seed=seed)])
+
+
 def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStore, asset: str, partition: str,
                   upstream: list[dg.AssetKey], description: str) -> dg.MaterializeResult:
     """SFT the student base on `rows` (arbitrage-style rows with `messages`) into data/models/<asset>/<partition>."""
@@ -61,10 +68,13 @@ def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStor
 
 def build_sft_assets(profile: Profile) -> list:
     clusters = cluster_partitions(profile.clusters)
+    replay = profile.training.cluster_replay
+    # With replay every language feeds every cluster, and the lineage says so.
+    languages_in = dg.AllPartitionMapping() if replay else language_to_cluster_mapping(profile.clusters)
 
     @dg.asset(
         partitions_def=clusters,
-        ins={"arbitrage_sft": dg.AssetIn(partition_mapping=language_to_cluster_mapping(profile.clusters))},
+        ins={"arbitrage_sft": dg.AssetIn(partition_mapping=languages_in)},
         deps=[STUDENT],
         group_name=GROUP,
         kinds={"trl", "pytorch"},
@@ -73,9 +83,12 @@ def build_sft_assets(profile: Profile) -> list:
     )
     def sft_checkpoints(context: dg.AssetExecutionContext, arbitrage_sft: pl.DataFrame, profile: ProfileResource,
                         store: ArtifactStore) -> dg.MaterializeResult:
-        """The student, SFT'd with TRL on the arbitrage data of one cluster's languages."""
-        return train_student(context, arbitrage_sft, profile.profile, store, "sft_checkpoints", context.partition_key,
-                             [dg.AssetKey("arbitrage_sft")], "student SFT on arbitrage data of one language cluster")
+        """The student, SFT'd with TRL on the arbitrage data of one cluster's languages (plus the replay share)."""
+        cfg = profile.profile
+        rows = cluster_rows(arbitrage_sft, cfg.clusters[context.partition_key], replay, cfg.seed)
+        return train_student(context, rows, cfg, store, "sft_checkpoints", context.partition_key,
+                             [dg.AssetKey("arbitrage_sft")],
+                             f"student SFT on arbitrage data of one language cluster, replay {replay} of the others")
 
     assets = [
         sft_checkpoints,
