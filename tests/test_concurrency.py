@@ -70,38 +70,36 @@ def project_home(tmp_path) -> Path:
     return home
 
 
-def _claim(home: str, barrier, results) -> None:
-    instance = dg.DagsterInstance.from_config(home)
+def _claimer(home: str, rounds: int, barrier, results) -> None:
+    """Each round: claim the `gpu` slot together with the other claimers, report, then give it back."""
+    instance = dg.DagsterInstance.from_config(home)  # held: the storage refers back to it weakly
     storage = instance.event_log_storage
-    run_id = uuid.uuid4().hex
-    barrier.wait(timeout=60)
-    results.put((run_id, storage.claim_concurrency_slot("gpu", run_id, "step").is_claimed))
+    for round_ in range(rounds):
+        run_id = uuid.uuid4().hex
+        barrier.wait(timeout=60)
+        results.put((round_, storage.claim_concurrency_slot("gpu", run_id, "step").is_claimed))
+        barrier.wait(timeout=60)  # every claim is in before any slot is given back
+        storage.free_concurrency_slots_for_run(run_id)
 
 
 def test_one_gpu_slot_is_claimed_once_by_racing_processes(project_home):
     """Four processes claim the one `gpu` slot at the same instant, ten times: exactly one wins each time.
 
-    Dagster's stock sqlite claim (select a free row, then update it by id) gave 2-4 winners in 9 of 30 such trials.
+    Dagster's stock sqlite claim (select a free row, then update it by id) gave 2-4 winners in 9 of 30 such rounds.
     """
-    instance = dg.DagsterInstance.from_config(str(project_home))  # held: the storage refers back to it weakly
-    storage = instance.event_log_storage
-    storage.set_concurrency_slots("gpu", 1)
-    ctx = multiprocessing.get_context("fork")
-    winners = []
-    for _ in range(10):
-        barrier, results = ctx.Barrier(4), ctx.Queue()
-        claimers = [ctx.Process(target=_claim, args=(str(project_home), barrier, results))
-                    for _ in range(4)]
-        for c in claimers:
-            c.start()
-        outcome = [results.get(timeout=120) for _ in claimers]
-        for c in claimers:
-            c.join(timeout=60)
-            assert c.exitcode == 0
-        winners.append(sum(claimed for _, claimed in outcome))
-        for run_id, _ in outcome:
-            storage.free_concurrency_slots_for_run(run_id)
-    assert winners == [1] * 10
+    instance = dg.DagsterInstance.from_config(str(project_home))
+    instance.event_log_storage.set_concurrency_slots("gpu", 1)
+    ctx, rounds = multiprocessing.get_context("spawn"), 10
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    claimers = [ctx.Process(target=_claimer, args=(str(project_home), rounds, barrier, results)) for _ in range(4)]
+    for c in claimers:
+        c.start()
+    outcome = [results.get(timeout=180) for _ in range(4 * rounds)]
+    for c in claimers:
+        c.join(timeout=60)
+        assert c.exitcode == 0
+    winners = [sum(claimed for round_, claimed in outcome if round_ == r) for r in range(rounds)]
+    assert winners == [1] * rounds
 
 
 @pytest.mark.parametrize("pool, overlap", [("gpu", False), (None, True)], ids=["gpu_pool_serialises", "no_pool_overlaps"])
