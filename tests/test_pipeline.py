@@ -95,8 +95,8 @@ def test_no_eval_prompt_reaches_any_model(graph):
         prompts.filter(pl.col("split") == "eval")["reference"]
     )
     used = [pl.read_parquet(p) for p in (data / "models").rglob("training_data.parquet")]
-    # 5 teachers, student, reward model, 4 cluster SFTs, 5 baselines, 4 offline DPOs, 4 online DPOs.
-    assert len(used) == 5 + 1 + 1 + 4 + 5 + 4 + 4
+    # 5 teachers, student, reward model, 4 cluster SFTs, 6 baselines, 4 offline DPOs, 4 online DPOs.
+    assert len(used) == 5 + 1 + 1 + 4 + 6 + 4 + 4
     assert not eval_ids & set(pl.concat(used, how="diagonal")["prompt_id"])
     # Nothing that trains (pool, arbitrage, pairs, online samples) sees an eval prompt either.
     for asset in ("pool_completions", "arbitrage_sft", "offline_pairs", "translation_pairs", "online_1_completions"):
@@ -151,7 +151,7 @@ def test_cluster_sft_trains_on_its_languages_plus_replay_and_merges_by_data_shar
     assert recipe["merge_method"] == "linear" and len(recipe["models"]) == 4
     weights = [m["parameters"]["weight"] for m in recipe["models"]]
     assert abs(sum(weights) - 1.0) < 1e-9 and len(set(weights)) == 1  # every cluster has 8 languages × 16 prompts
-    for baseline in ("random", "single_teacher_east_asian"):
+    for baseline in ("random", "reward", "single_teacher_east_asian"):
         assert (models / "baseline_sft" / baseline / "model.safetensors").exists()
 
 
@@ -180,7 +180,7 @@ def test_win_rates_report_and_charts(graph):
     data, *_ = graph
     rates = read(data, "win_rates")
     stages = set(rates["stage"])
-    assert {"sft_merged", "dpo_offline_merged", "online_1_merged", "random"} <= stages
+    assert {"sft_merged", "dpo_offline_merged", "online_1_merged", "random", "reward"} <= stages
     overall = rates.filter(pl.col("language") == "all")
     assert (overall["wins"] + overall["ties"] + overall["losses"] == overall["prompts"]).all()
     assert ((overall["ci_low"] <= overall["win_rate"]) & (overall["win_rate"] <= overall["ci_high"])).all()

@@ -8,7 +8,7 @@ import dagster as dg
 
 from aya_assets.models.assets import checkpoint_path
 from aya_assets.profile import Profile
-from aya_assets.sft.assets import baseline_keys
+from aya_assets.sft.assets import ROUTING_BASELINES, baseline_keys
 
 BEST_SINGLE = "best_single_teacher"
 
@@ -30,7 +30,7 @@ def final_stage(profile: Profile) -> str:
 def stage_model(profile: Profile, models_root: Path, key: str) -> str:
     if key == "student_base":
         return checkpoint_path(profile, models_root, "student_base")
-    if key.startswith("single_") or key == "random":
+    if key.startswith("single_") or key in ROUTING_BASELINES:
         return checkpoint_path(profile, models_root, "baseline_sft", key)
     if key.startswith("sft_") and key != "sft_merged":
         return checkpoint_path(profile, models_root, "sft_checkpoints", key.removeprefix("sft_"))

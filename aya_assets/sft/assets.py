@@ -20,13 +20,18 @@ GROUP = "sft"
 STUDENT = dg.AssetKey("student_base")
 
 
+# Besides each single teacher: random routing, and reward routing in one all-language student (no clusters, no
+# merge), so that evaluation separates what routing buys from what cluster SFT + merge adds or costs.
+ROUTING_BASELINES = ("random", "reward")
+
+
 def baseline_keys(profile: Profile) -> list[str]:
-    """Evaluation's comparison points: SFT on each single teacher's data, and on random routing."""
-    return [f"single_{t}" for t in profile.pool_teachers] + ["random"]
+    """Evaluation's comparison points, each one student SFT'd on all languages with one routing."""
+    return [f"single_{t}" for t in profile.pool_teachers] + list(ROUTING_BASELINES)
 
 
 def baseline_routing(key: str) -> str:
-    return "random" if key == "random" else "single:" + key.removeprefix("single_")
+    return key if key in ROUTING_BASELINES else "single:" + key.removeprefix("single_")
 
 
 def sft_conversations(rows: pl.DataFrame) -> list[list[dict]]:
@@ -108,7 +113,7 @@ def build_sft_assets(profile: Profile) -> list:
         )
         def baseline_sft(context: dg.AssetExecutionContext, reward_scores: pl.DataFrame, profile: ProfileResource,
                          store: ArtifactStore) -> dg.MaterializeResult:
-            """The student SFT'd on all languages with single-teacher or random routing: the baselines."""
+            """The student SFT'd on all languages with one routing (a single teacher, random or reward): the baselines."""
             cfg = profile.profile
             rule = baseline_routing(context.partition_key)
             chosen = routing.route(reward_scores, rule, seed=cfg.seed, calibration_fraction=cfg.arbitrage.calibration_fraction)
