@@ -94,6 +94,18 @@ def test_changed_settings_do_not_reuse_old_shards(setup):
     assert len(list((root / "settings").rglob("*.parquet"))) == counts["generated"]  # stale shards removed
 
 
+def test_one_models_run_keeps_the_other_models_shards(setup):
+    """eval_generations runs one stage at a time into one shard directory: no stage may delete another's shards."""
+    root, prompts, models = setup
+    for name in models:
+        generate_pool(prompts, {name: models[name]}, HASHES, FailingBackend(batch_size=16), SAMPLING, root / "stages",
+                      6, log=lambda _: None)
+    for name in models:
+        _, counts = generate_pool(prompts, {name: models[name]}, HASHES, FailingBackend(batch_size=16), SAMPLING,
+                                  root / "stages", 6, log=lambda _: None)
+        assert counts["generated"] == 0 and counts["reused"] > 0, name
+
+
 @pytest.mark.parametrize(
     "text, degenerate",
     [("", True), ("   ", True), ("la la la la la la la la la", True), ("Berlin ist die Hauptstadt.", False)],

@@ -106,9 +106,12 @@ def generate_pool(
         atomic_write_parquet(frames[-1], path)
         counts["generated"] += 1
         log(f"shard {number}/{len(shards)}: {shard.teacher} {shard.language}#{shard.index} ({len(shard.texts)} prompts)")
-    for language in {s.language for s in shards}:  # drop shards of older settings: they can never be reused
-        for stale in set((shard_dir / language).glob("*.parquet")) - keep:
-            stale.unlink(missing_ok=True)
+    # Drop these models' shards of older settings: they can never be reused. Other models' shards in the same
+    # directory (eval_generations keeps every stage there) are not this call's to judge.
+    for language in {s.language for s in shards}:
+        for teacher in models:
+            for stale in set((shard_dir / language).glob(f"{teacher}-[0-9][0-9][0-9][0-9]-*.parquet")) - keep:
+                stale.unlink(missing_ok=True)
     table = pl.concat(frames) if frames else pl.DataFrame(schema=POOL_SCHEMA)
     return table.sort("language", "prompt_id", "teacher", "sample"), counts
 
