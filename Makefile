@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf data/warehouse data/models data/dagster data/reports data/aya.duckdb
+	rm -rf data/warehouse data/models data/shards data/dagster data/reports data/aya.duckdb data/aya.duckdb.wal
