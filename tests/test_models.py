@@ -209,8 +209,6 @@ def test_reward_pairs_use_train_references_and_each_kind(prompts):
             assert language_of[rejected] != row["language"]
         elif kind == "off_topic":
             assert language_of[rejected] == row["language"]
-        elif kind == "truncated":
-            assert chosen.startswith(rejected) and len(rejected) < 0.6 * len(chosen)
         elif kind == "garbled":  # the same letters, shuffled
             assert sorted(rejected.replace(" ", "")) == sorted(chosen.replace(" ", ""))
         else:  # mixed_script: pieces of the answer among pieces of other languages' answers

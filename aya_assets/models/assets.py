@@ -142,8 +142,8 @@ def build_model_assets(profile: Profile) -> list:
     @dg.asset(ins=all_prompts, deps=[TOKENIZER], group_name=GROUP, kinds={"huggingface", "pytorch"},
               code_version=CODE_VERSION, pool="gpu")
     def reward_model(context: dg.AssetExecutionContext, prompts: pl.DataFrame, store: ArtifactStore) -> dg.MaterializeResult:
-        """Sequence-classification reward model: references beat wrong-language, off-topic and truncated answers."""
-        pairs = reward_pairs(train_rows(prompts), seed=profile.seed)
+        """Sequence-classification reward model: references beat wrong-language, off-topic, garbled and mixed answers."""
+        pairs = reward_pairs(train_rows(prompts), seed=profile.seed, per_prompt=cfg.reward_pairs_per_prompt)
         settings = cfg.reward_training
         out = store.models / "reward_model"
         tok_dir = store.models / "tokenizer"
