@@ -15,7 +15,7 @@ from helpers import NAN_TENSOR
 
 from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.models.checkpoint import CheckpointError, atomic_dir, check_checkpoint, content_hash, write_model_card
-from aya_assets.models.reward_data import CLIP_CHARS, KINDS, clip, reward_pairs, to_conversational
+from aya_assets.models.reward_data import KINDS, clip, reward_pairs, to_conversational
 from aya_assets.models.tiny import TinyArchitecture, TrainSettings, mixture, train_causal_lm, train_reward_model
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import PromptsConfig
@@ -192,32 +192,68 @@ def test_mixture_takes_the_focus_share_and_is_deterministic():
     assert mixture(rows, ["ko"], share=0.9, n=12, seed=0)["language"].is_in(["ru", "ja"]).all()
 
 
-def test_reward_pairs_use_train_references_and_each_kind(prompts):
-    pairs = reward_pairs(prompts, seed=7)
+BUDGET = 48  # generation.max_new_tokens
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_dir):
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+def n_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def letters(text: str) -> list[str]:
+    return sorted("".join(text.split()))
+
+
+def test_clip_cuts_at_the_generation_budget(prompts, tokenizer):
+    long = max(prompts["reference"], key=lambda ref: n_tokens(tokenizer, ref))
+    assert n_tokens(tokenizer, long) > BUDGET
+    cut = clip(long, tokenizer, BUDGET)
+    # a prefix can re-tokenize a token or two differently at its end (BPE merges across the cut)
+    assert long.startswith(cut) and abs(n_tokens(tokenizer, cut) - BUDGET) <= 2
+    assert clip("Kurz.", tokenizer, BUDGET) == "Kurz."
+
+
+def test_reward_pairs_use_train_references_and_each_kind(prompts, tokenizer):
+    pairs = reward_pairs(prompts, tokenizer, BUDGET, seed=7, per_prompt=2 * len(KINDS))
     train = prompts.filter(pl.col("split") == "train")
     assert set(pairs["prompt_id"]) == set(train["prompt_id"])  # every train prompt, no eval prompt
-    assert pairs.group_by("kind").len().sort("kind")["len"].to_list() == [train.height] * len(KINDS)
     assert sorted(pairs["kind"].unique()) == sorted(KINDS)
-    eval_references = {clip(ref) for ref in prompts.filter(pl.col("split") == "eval")["reference"]}
+    assert pairs.group_by("kind").len()["len"].min() >= 1.9 * train.height  # two of each (a shuffle may be a no-op)
+    eval_references = {clip(ref, tokenizer, BUDGET) for ref in prompts.filter(pl.col("split") == "eval")["reference"]}
     assert not eval_references & (set(pairs["chosen"]) | set(pairs["rejected"]))
 
-    language_of = {clip(ref): language for ref, language in zip(train["reference"], train["language"])}
+    answer_of = {pid: clip(ref, tokenizer, BUDGET) for pid, ref in zip(train["prompt_id"], train["reference"])}
+    language_of = {answer: language for answer, language in zip(answer_of.values(), train["language"])}
+    changed = {"chosen": 0, "rejected": 0}  # more_garbled: characters moved from where the answer has them
     for row in pairs.iter_rows(named=True):
-        assert row["chosen"] != row["rejected"] and len(row["chosen"]) <= CLIP_CHARS
-        kind, chosen, rejected = row["kind"], row["chosen"], row["rejected"]
+        kind, chosen, rejected, answer = row["kind"], row["chosen"], row["rejected"], answer_of[row["prompt_id"]]
+        assert chosen != rejected
+        if kind == "more_garbled":  # both are the answer's letters, the rejected one shuffled more
+            assert letters(chosen) == letters(rejected) == letters(answer)
+            for side in changed:
+                changed[side] += sum(a != b for a, b in zip(row[side], answer))
+            continue
+        assert chosen == answer and n_tokens(tokenizer, chosen) <= BUDGET + 2
         if kind == "wrong_language":
             assert language_of[rejected] != row["language"]
         elif kind == "off_topic":
             assert language_of[rejected] == row["language"]
+        elif kind == "truncated":  # shorter than the budget-length answer, so a full-length answer never loses for length
+            assert chosen.startswith(rejected) and n_tokens(tokenizer, rejected) < n_tokens(tokenizer, chosen)
         elif kind == "garbled":  # the same letters, shuffled
-            assert sorted(rejected.replace(" ", "")) == sorted(chosen.replace(" ", ""))
+            assert letters(rejected) == letters(chosen)
         else:  # mixed_script: pieces of the answer among pieces of other languages' answers
             assert kind == "mixed_script" and abs(len(rejected) - len(chosen)) < 0.5 * len(chosen) + 20
-    assert pairs.equals(reward_pairs(prompts, seed=7))
+    assert changed["rejected"] > 1.5 * changed["chosen"]
+    assert pairs.equals(reward_pairs(prompts, tokenizer, BUDGET, seed=7, per_prompt=2 * len(KINDS)))
 
 
-def test_to_conversational_is_trl_explicit_prompt_format(prompts):
-    rows = to_conversational(reward_pairs(prompts.filter(pl.col("language").is_in(["ja", "hi"])), seed=0))
+def test_to_conversational_is_trl_explicit_prompt_format(prompts, tokenizer):
+    rows = to_conversational(reward_pairs(prompts.filter(pl.col("language").is_in(["ja", "hi"])), tokenizer, BUDGET, seed=0))
     assert set(rows[0]) == {"prompt", "chosen", "rejected"}
     assert rows[0]["prompt"][0]["role"] == "user" and rows[0]["chosen"][0]["role"] == "assistant"
 
@@ -259,7 +295,10 @@ def test_sft_learns_and_writes_a_generating_checkpoint(prompts, tokenizer_dir, t
 
 @pytest.mark.slow
 def test_reward_model_trains_and_scores(prompts, tokenizer_dir, tmp_path):
-    pairs = to_conversational(reward_pairs(prompts.filter(pl.col("language").is_in(["ru", "ja", "en"])), seed=0))
+    pairs = to_conversational(
+        reward_pairs(prompts.filter(pl.col("language").is_in(["ru", "ja", "en"])), AutoTokenizer.from_pretrained(tokenizer_dir),
+                     BUDGET, seed=0)
+    )
     settings = TrainSettings(steps=8, learning_rate=3e-3, batch_size=8)
     report = train_reward_model(tokenizer_dir, pairs, tmp_path / "rm", ARCH, settings)
 

@@ -142,11 +142,14 @@ def build_model_assets(profile: Profile) -> list:
     @dg.asset(ins=all_prompts, deps=[TOKENIZER], group_name=GROUP, kinds={"huggingface", "pytorch"},
               code_version=CODE_VERSION, pool="gpu")
     def reward_model(context: dg.AssetExecutionContext, prompts: pl.DataFrame, store: ArtifactStore) -> dg.MaterializeResult:
-        """Sequence-classification reward model: references beat wrong-language, off-topic, garbled and mixed answers."""
-        pairs = reward_pairs(train_rows(prompts), seed=profile.seed, per_prompt=cfg.reward_pairs_per_prompt)
-        settings = cfg.reward_training
+        """Sequence-classification reward model: references (cut to the generation budget) beat six kinds of worse answer."""
+        from transformers import AutoTokenizer
+
         out = store.models / "reward_model"
         tok_dir = store.models / "tokenizer"
+        pairs = reward_pairs(train_rows(prompts), AutoTokenizer.from_pretrained(tok_dir), profile.generation.max_new_tokens,
+                             seed=profile.seed, per_prompt=cfg.reward_pairs_per_prompt)
+        settings = cfg.reward_training
         inputs = upstream_runs(context, [PROMPTS, TOKENIZER])
 
         def build(tmp: Path) -> dict:
