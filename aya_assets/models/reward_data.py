@@ -27,7 +27,7 @@ def clip(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> str:
 
     Every tiny generation stops at max_new_tokens. References cut at 160 characters made the best teacher's
     full-budget answer (45-125 characters) look like a "truncated" negative: the reward ranked the focus teacher's
-    answer above another teacher's in 66% of a demo pool's pairs; cut at the token budget, 92% (same training).
+    answer above another teacher's in 66% of a demo pool's pairs; cut at the token budget, 92% (600 steps each).
     """
     ids = tokenizer(text, add_special_tokens=False).input_ids
     return text if len(ids) <= max_tokens else _decode(tokenizer, ids[:max_tokens])
