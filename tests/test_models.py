@@ -294,11 +294,8 @@ def test_sft_learns_and_writes_a_generating_checkpoint(prompts, tokenizer_dir, t
 
 
 @pytest.mark.slow
-def test_reward_model_trains_and_scores(prompts, tokenizer_dir, tmp_path):
-    pairs = to_conversational(
-        reward_pairs(prompts.filter(pl.col("language").is_in(["ru", "ja", "en"])), AutoTokenizer.from_pretrained(tokenizer_dir),
-                     BUDGET, seed=0)
-    )
+def test_reward_model_trains_and_scores(prompts, tokenizer_dir, tokenizer, tmp_path):
+    pairs = to_conversational(reward_pairs(prompts.filter(pl.col("language").is_in(["ru", "ja", "en"])), tokenizer, BUDGET, seed=0))
     settings = TrainSettings(steps=8, learning_rate=3e-3, batch_size=8)
     report = train_reward_model(tokenizer_dir, pairs, tmp_path / "rm", ARCH, settings)
 

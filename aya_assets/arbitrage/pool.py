@@ -47,6 +47,15 @@ class Shard:
         payload = json.dumps([model_hash, sampling.model_dump(), self.prompt_ids], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
+    def path(self, shard_dir: Path, fingerprint: str) -> Path:
+        return shard_dir / self.language / f"{self.teacher}-{self.index:04d}-{fingerprint}.parquet"
+
+
+def model_shards(language_dir: Path, teacher: str) -> set[Path]:
+    """Every shard file of `teacher` in one language directory, whatever its settings (names as in Shard.path)."""
+    # The digits keep teacher "a" from matching teacher "a-b"'s shards.
+    return set(language_dir.glob(f"{teacher}-[0-9][0-9][0-9][0-9]-*.parquet"))
+
 
 def plan_shards(prompts: pl.DataFrame, teachers: list[str], shard_size: int) -> list[Shard]:
     """Teacher-major order, so each model is loaded once per run."""
@@ -95,7 +104,7 @@ def generate_pool(
     keep: set[Path] = set()
     for number, shard in enumerate(shards, start=1):
         settings = sampling.model_copy(update={"seed": shard.seed(sampling.seed)})
-        path = shard_dir / shard.language / f"{shard.teacher}-{shard.index:04d}-{shard.fingerprint(model_hashes[shard.teacher], settings)}.parquet"
+        path = shard.path(shard_dir, shard.fingerprint(model_hashes[shard.teacher], settings))
         keep.add(path)
         if path.exists():
             frames.append(pl.read_parquet(path))
@@ -110,7 +119,7 @@ def generate_pool(
     # directory (eval_generations keeps every stage there) are not this call's to judge.
     for language in {s.language for s in shards}:
         for teacher in models:
-            for stale in set((shard_dir / language).glob(f"{teacher}-[0-9][0-9][0-9][0-9]-*.parquet")) - keep:
+            for stale in model_shards(shard_dir / language, teacher) - keep:
                 stale.unlink(missing_ok=True)
     table = pl.concat(frames) if frames else pl.DataFrame(schema=POOL_SCHEMA)
     return table.sort("language", "prompt_id", "teacher", "sample"), counts
