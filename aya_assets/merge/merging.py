@@ -82,8 +82,8 @@ def merge_recipe(models: list[str | Path], weights: list[float], method: str = "
 
 
 def sanity_check(models: list[str | Path], finite: bool = True) -> None:
-    """Raise MergeError unless the checkpoints share architecture, tensor names and shapes and tokenizer, and (with
-    `finite`) hold no NaN/Inf."""
+    """Raise MergeError unless the checkpoints share architecture, tensor names and shapes and tokenizer, hold exactly
+    the tensors mergekit reads for their architecture, and (with `finite`) hold no NaN/Inf."""
     paths = [Path(m) for m in models]
     if not paths:
         raise ValueError("no checkpoints to check")
@@ -107,6 +107,9 @@ def sanity_check(models: list[str | Path], finite: bool = True) -> None:
                 raise MergeError(f"{name}: present in {has}, missing in {lacks}")
             if shapes[name] != ref_shapes[name]:
                 raise MergeError(f"{name}: shape {ref_shapes[name]} in {ref} vs {shapes[name]} in {path}")
+    # Same names everywhere by now, but the configs (e.g. Cohere's use_qk_norm) decide what mergekit asks for.
+    for path in paths:
+        _check_mergekit_tensors(path, set(ref_shapes))
     if not finite:
         return
     for path in paths:
@@ -122,12 +125,15 @@ def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: s
     """Sanity-check the inputs, merge them with mergekit and atomically replace out_dir with the result; returns the recipe.
 
     The result carries `merge_recipe.yaml` (runnable as `mergekit-yaml merge_recipe.yaml OUT`) and the tokenizer,
-    chat template, generation config and config.json of models[0].
+    chat template, generation config (eos ids, sampling settings) and config.json of models[0]: the first merged model,
+    which slerp also starts from; for ties / dare_ties that is models[0], not base_model.
     """
     # mergekit takes ~3 s to import; only a merge should pay for it, not loading the Dagster definitions.
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
+
+    import aya_assets.merge.architectures  # noqa: F401 - registers the corrected definitions before mergekit looks them up
 
     recipe = merge_recipe(models, weights, method, base_model=base_model, density=density, slerp_t=slerp_t, dtype=dtype)
     inputs = [entry["model"] for entry in recipe["models"]]
@@ -152,6 +158,28 @@ def merge_checkpoints(models: list[str | Path], weights: list[float], out_dir: s
                 shutil.copy2(donor / name, tmp / name)
         (tmp / RECIPE_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False))
     return recipe
+
+
+def _check_mergekit_tensors(path: Path, names: set[str]) -> None:
+    """Raise MergeError naming the tensor where mergekit's definition of the architecture and the checkpoint disagree:
+    a required tensor missing fails the merge, a tensor it does not list would be left out of the result silently."""
+    from aya_assets.merge.architectures import mergekit_weights
+
+    config = AutoConfig.from_pretrained(path)
+    weights = mergekit_weights(config)
+    if weights is None:
+        return
+    arch = config.architectures[0]
+    for weight in weights:
+        if not weight.optional and not names & {weight.name, *(weight.aliases or ()), *(weight.tied_names or ())}:
+            raise MergeError(f"{path}: mergekit's {arch} definition requires tensor {weight.name}, which the checkpoint "
+                             f"lacks; its weights do not match its config.json, or aya_assets/merge/architectures.py "
+                             f"must correct that definition")
+    listed = {name for weight in weights for name in (weight.name, *(weight.aliases or ()))}
+    unlisted = sorted(names - listed)
+    if unlisted:
+        raise MergeError(f"{path}: tensor {unlisted[0]} is not in mergekit's {arch} definition, so the merge would drop "
+                         f"it ({len(unlisted)} such tensors); correct that definition in aya_assets/merge/architectures.py")
 
 
 def _check_result_finite(result: Path, inputs: list[str]) -> None:
