@@ -32,6 +32,16 @@ def write_model_card(out_dir: Path, *, name: str, description: str, inputs: dict
     return path
 
 
+def save_trained(model, tokenizer, out_dir: Path, generation_config) -> None:
+    """Save a trained model and its tokenizer with `generation_config`, the one it was loaded with: TRL's trainers
+    rewrite its pad (and eos) token ids, and the student's eos ids and sampling settings must reach every merge."""
+    model.generation_config = generation_config
+    # save_pretrained rather than trainer.save_model: the latter adds training_args.bin, which pickles the (temporary)
+    # output path and would make identical runs hash differently.
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
 # Written beside the weights to describe a run (timings, run ids, charts): not part of what the model is.
 NOT_CONTENT = {"README.md", "aya_build.json", "aya_fingerprint.txt"}
 

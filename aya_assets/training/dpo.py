@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from aya_assets.models.checkpoint import save_trained
 from aya_assets.models.tiny import TrainSettings, _trainer_args
 
 # torch, transformers and trl are imported inside train_dpo, as in models/tiny.py: asset modules import this
@@ -69,7 +70,7 @@ def train_dpo(
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    # DPOTrainer rewrites the generation config's pad token; the saved policy should sample like its input.
+    # DPOTrainer rewrites the generation config's pad token; the saved policy samples like its input (save_trained).
     generation_config = copy.deepcopy(model.generation_config)
     # With no ref_dir TRL takes the reference from the policy itself: its untrained weights in the precompute pass,
     # or a fresh load of model_dir when log-probs are computed at every step.
@@ -106,10 +107,7 @@ def train_dpo(
     seconds = time.perf_counter() - start
 
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    model.generation_config = generation_config
-    # save_pretrained rather than trainer.save_model, which adds training_args.bin (see models/tiny.py).
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_trained(model, tokenizer, out_dir, generation_config)
     return DPOReport(
         losses=[entry["loss"] for entry in logged],
         reward_margins=[entry["rewards/margins"] for entry in logged],
