@@ -18,6 +18,7 @@ from aya_assets.resources import ArtifactStore, ProfileResource
 
 GROUP = "sft"
 STUDENT = dg.AssetKey("student_base")
+CHAT_TEMPLATE = "sft_chat_template"
 
 
 # Besides each single teacher: random routing, and reward routing in one all-language student (no clusters, no
@@ -48,7 +49,7 @@ def cluster_rows(arbitrage: pl.DataFrame, languages: list[str], replay: float, s
 def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStore, asset: str, partition: str,
                   upstream: list[dg.AssetKey], description: str) -> dg.MaterializeResult:
     """SFT the student base on `rows` (arbitrage-style rows with `messages`) into data/models/<asset>/<partition>."""
-    from aya_assets.models.tiny import train_causal_lm
+    from aya_assets.training.sft import train_sft
 
     base = checkpoint_path(cfg, store.models, "student_base")
     out = Path(checkpoint_path(cfg, store.models, asset, partition))
@@ -57,8 +58,7 @@ def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStor
     inputs = upstream_runs(context, [*upstream, STUDENT])
 
     def build(tmp: Path) -> dict:
-        report = train_causal_lm(Path(base), sft_conversations(rows), tmp, cfg.models.architecture, settings,
-                                 init_from=Path(base))
+        report = train_sft(Path(base), sft_conversations(rows), tmp, settings)
         rows.select("prompt_id", "language", "teacher").write_parquet(tmp / "training_data.parquet")
         write_model_card(tmp, name=f"{asset}/{partition}", description=description, inputs=inputs,
                          settings={"training": settings, "languages": sorted(set(rows["language"]))})
@@ -69,6 +69,19 @@ def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStor
     reused, info = build_or_reuse(out, print_, build)
     context.log.info(f"{asset}/{partition}: {'reused' if reused else 'trained'} on {rows.height} rows")
     return dg.MaterializeResult(metadata=report_metadata(out, reused, info, f"{asset}/{partition}"))
+
+
+@dg.asset_check(asset=STUDENT, name=CHAT_TEMPLATE, blocking=True,
+                description="SFT can mask the prompt with the student's chat template (checked before any generation)")
+def student_chat_template(profile: ProfileResource, store: ArtifactStore) -> dg.AssetCheckResult:
+    """Which loss the student's chat template allows; a template SFT cannot use raises ChatTemplateError, which stops
+    the run with the message that names the checkpoint (as a broken configured checkpoint does)."""
+    from transformers import AutoTokenizer
+
+    from aya_assets.training.sft import loss_mode
+
+    path = checkpoint_path(profile.profile, store.models, "student_base")
+    return dg.AssetCheckResult(passed=True, metadata={"loss": loss_mode(AutoTokenizer.from_pretrained(path), path)})
 
 
 def build_sft_assets(profile: Profile) -> list:
@@ -96,6 +109,7 @@ def build_sft_assets(profile: Profile) -> list:
                              f"student SFT on arbitrage data of one language cluster, replay {replay} of the others")
 
     assets = [
+        student_chat_template,
         sft_checkpoints,
         merged_asset("sft_merged", "sft_checkpoints", "student_base", GROUP, profile,
                      "The cluster SFT checkpoints merged into one model."),
