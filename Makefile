@@ -8,7 +8,6 @@ STAMP := $(VENV)/.installed
 # (or run `make TORCH=torch==2.14.1 demo`) and it is kept.
 TORCH ?= torch==2.13.0
 
-export DAGSTER_HOME := $(CURDIR)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 # OpenMP spin-waiting makes CPU training 4-10x slower whenever anything else runs on the machine.
@@ -35,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)
-	$(BIN)/dagster dev -m aya_assets.definitions
+	$(BIN)/aya ui
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

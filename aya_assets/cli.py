@@ -6,24 +6,55 @@ import argparse
 import json
 import os
 import sys
+import traceback
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 from aya_assets import paths
+from aya_assets.catalog.sql import QueryLimits
+
+QUERY_DEFAULTS = QueryLimits()
 
 
+@contextmanager
 def _instance():
     import dagster as dg
 
-    os.environ.setdefault("DAGSTER_HOME", str(paths.PACKAGE_ROOT))
-    os.chdir(paths.PACKAGE_ROOT)  # dagster.yaml's storage paths are relative to the checkout
-    return dg.DagsterInstance.get()
+    with paths.dagster_home(), dg.DagsterInstance.get() as instance:
+        yield instance
 
 
-def _catalog(defs, instance):
-    from aya_assets.catalog.sql import refresh_catalog
+def _fingerprint(profile: str | None) -> str | None:
+    from aya_assets.catalog.sql import fingerprint
+    from aya_assets.profile import profile_path
+
+    storage = paths.instance_home() / "storage"
+    sqlite = storage if (storage / "history" / "runs.db").is_file() else None  # another instance: always refresh
+    return fingerprint(paths.data_dir() / "warehouse", sqlite, profile_path(profile), Path(__file__).parent)
+
+
+def _catalog(defs, instance, stamp: str | None) -> Path:
+    """Rebuild the catalog; `stamp` is the fingerprint taken before it reads its inputs (a change meanwhile
+    makes the next query refresh again)."""
+    from aya_assets.catalog.refresh import refresh_catalog
 
     data = paths.data_dir()
-    return refresh_catalog(data / "aya.duckdb", data / "warehouse", instance, defs)
+    return refresh_catalog(data / "aya.duckdb", data / "warehouse", instance, defs, stamp)
+
+
+def _fresh_catalog(profile: str | None, force: bool = False) -> Path:
+    """The catalog, refreshed only when the warehouse, the instance, the profile or the code changed."""
+    from aya_assets.catalog.sql import stored_fingerprint
+
+    db = paths.data_dir() / "aya.duckdb"
+    stamp = _fingerprint(profile)
+    if not force and stamp is not None and stamp == stored_fingerprint(db):
+        return db
+    from aya_assets.definitions import build_definitions
+
+    with _instance() as instance:
+        return _catalog(build_definitions(profile), instance, stamp)
 
 
 def cmd_materialize(args) -> int:
@@ -33,10 +64,10 @@ def cmd_materialize(args) -> int:
     from aya_assets.runner import materialize_all
 
     defs = build_definitions(args.profile)
-    instance = _instance()
     selection = [dg.AssetKey.from_user_string(s) for s in args.select] if args.select else None
-    materialize_all(defs, instance, selection)
-    db = _catalog(defs, instance)
+    with _instance() as instance:
+        materialize_all(defs, instance, selection)
+        db = _catalog(defs, instance, _fingerprint(args.profile))
     if args.summary:
         from aya_assets.catalog.summary import summary
         from aya_assets.evaluation.stages import stage_keys
@@ -49,15 +80,18 @@ def cmd_materialize(args) -> int:
 def cmd_sql(args) -> int:
     import polars as pl
 
-    from aya_assets.catalog.sql import SqlRefused, run_query
-    from aya_assets.definitions import build_definitions
+    from aya_assets.catalog.sql import QueryLimits, SqlLimitHit, SqlRefused, run_query
 
-    db = _catalog(build_definitions(args.profile), _instance())
+    db = _fresh_catalog(args.profile, force=args.refresh)
+    limits = QueryLimits(memory_limit=args.memory_limit, timeout_s=args.timeout)
     try:
-        frame = run_query(db, paths.data_dir() / "warehouse", args.query)
+        frame = run_query(db, paths.data_dir() / "warehouse", args.query, limits)
     except SqlRefused as exc:
         print(f"aya sql: {exc}", file=sys.stderr)
         return 2
+    except SqlLimitHit as exc:
+        print(f"aya sql: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # duckdb's own errors (unknown table, permission) reach the user verbatim
         print(f"aya sql: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -75,8 +109,20 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """`dagster dev` on this project, with the instance home and the profile that `aya` uses."""
+    import subprocess
+
+    env = os.environ | ({"AYA_PROFILE": args.profile} if args.profile else {})
+    with paths.dagster_home():
+        dagster = Path(sys.executable).with_name("dagster")
+        return subprocess.call([str(dagster), "dev", "-m", "aya_assets.definitions", *args.dagster_args],
+                               env=env | {"DAGSTER_HOME": os.environ["DAGSTER_HOME"]})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aya", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of an error, not just its line")
     parser.add_argument("--profile", default=None, help="profile name in resources/ or a YAML path (default: $AYA_PROFILE or tiny)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -90,21 +136,34 @@ def main(argv: list[str] | None = None) -> int:
     fmt = sql.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
+    sql.add_argument("--refresh", action="store_true", help="rebuild the catalog even if nothing seems to have changed")
+    sql.add_argument("--memory-limit", default=os.environ.get("AYA_SQL_MEMORY_LIMIT", QUERY_DEFAULTS.memory_limit),
+                     help="DuckDB memory limit per query, e.g. 2GB (default: $AYA_SQL_MEMORY_LIMIT or %(default)s)")
+    sql.add_argument("--timeout", type=float, default=float(os.environ.get("AYA_SQL_TIMEOUT", QUERY_DEFAULTS.timeout_s)),
+                     help="seconds a query may run (default: $AYA_SQL_TIMEOUT or %(default)s)")
     sql.set_defaults(func=cmd_sql)
+
+    ui = sub.add_parser("ui", help="the Dagster webserver on this project (dagster dev); extra arguments go to it")
+    ui.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    ui.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="dagster")  # beta/preview notices are for us, not for users
-    from aya_assets.models.checkpoint import CheckpointError
-    from aya_assets.profile import ProfileError
-    from aya_assets.prompts.sources import PromptSourceError
-
     try:
         return args.func(args)
-    except (ProfileError, PromptSourceError, CheckpointError) as exc:
-        # Bad input: the message names the file and row, key or tensor; the run's log above has the traceback.
+    except Exception as exc:
+        # Imported here: the error classes' modules pull in torch, which `aya sql` never needs.
+        from aya_assets.models.checkpoint import CheckpointError
+        from aya_assets.profile import ProfileError
+        from aya_assets.prompts.sources import PromptSourceError
+
+        if not isinstance(exc, (ProfileError, PromptSourceError, CheckpointError)):
+            raise
+        # Bad input: the message names the file and row, key or tensor, and what to change.
+        if args.verbose:
+            traceback.print_exc()
         print(f"aya: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,9 @@ FOR UPDATE, so two processes can select the same free row and both update it: bo
 serialises: whoever writes second finds no free row and waits for the slot, as on Postgres.
 """
 
+import os
+
+import dagster as dg
 import sqlalchemy as db
 from dagster._core.storage.event_log.schema import ConcurrencySlotsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
@@ -32,12 +35,18 @@ class SlotSafeSqliteEventLogStorage(SqliteEventLogStorage):
 
 
 class SqliteStorage(DagsterSqliteStorage):
-    """`storage: custom:` in dagster.yaml; the same files and config (`base_dir`) as `storage: sqlite:`."""
+    """`storage: custom:` in dagster.yaml; the same files as `storage: sqlite:`. `base_dir` defaults to
+    $DAGSTER_HOME/storage, as Dagster's own default does, so one dagster.yaml serves every instance home."""
 
     def __init__(self, base_dir: str, inst_data=None):
         super().__init__(base_dir, inst_data=inst_data)
         self._event_log_storage = SlotSafeSqliteEventLogStorage(_event_logs_directory(base_dir))
 
     @classmethod
+    def config_type(cls):
+        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
+
+    @classmethod
     def from_config_value(cls, inst_data, config_value):
-        return cls.from_local(inst_data=inst_data, **config_value)
+        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "storage")
+        return cls.from_local(inst_data=inst_data, base_dir=base_dir)

@@ -1,6 +1,6 @@
 """Where the latest `make demo` spent its time: seconds per asset and the wall time, from the Dagster event log.
 
-    DAGSTER_HOME=/tmp/demo .venv/bin/python -m bench.demo_times     # default: the checkout's instance
+    .venv/bin/python -m bench.demo_times --dagster-home /tmp/demo/data/dagster   # default: aya's instance home
 
 The latest demo is the newest run and the runs before it launched by the same process (`aya materialize` runs
 every layer in-process, one run after another); an asset's time is the sum of its steps' durations over those runs.
@@ -9,20 +9,18 @@ every layer in-process, one run after another); an asset's time is the sum of it
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 from collections import Counter
 from pathlib import Path
 
-from aya_assets.paths import PACKAGE_ROOT
+from aya_assets import paths
 
 
 def demo_times(dagster_home: Path) -> dict | None:
     """{wall_s, per_asset_s (slowest first), materialized, runs, finished}, or None when the instance has no run."""
     import dagster as dg
 
-    # The checkout's dagster.yaml gives storage paths relative to the checkout.
-    with contextlib.chdir(dagster_home), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+    with paths.dagster_home(dagster_home), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         return _times(instance)
 
 
@@ -63,7 +61,7 @@ def _times(instance) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dagster-home", type=Path, default=Path(os.environ.get("DAGSTER_HOME", PACKAGE_ROOT)))
+    parser.add_argument("--dagster-home", type=Path, default=paths.instance_home())
     times = demo_times(parser.parse_args().dagster_home.resolve())
     if times is None:
         print("no run in this Dagster instance: run `make demo` first")

@@ -19,15 +19,15 @@ REPORT_ENV = "AYA_BENCH_REPORT"  # where a Python worker writes its JSON report
 POLL_S = 0.02
 
 
-def measure(argv: list[str], log: Path | None = None) -> dict:
+def measure(argv: list[str], log: Path | None = None, env: dict | None = None) -> dict:
     """Wall seconds and peak RSS (bytes) of `argv` alone, plus the JSON it reported through `report`.
 
-    Its output goes to `log` (quoted when it fails), or nowhere.
+    Its output goes to `log` (quoted when it fails), or nowhere; `env` is added to this process's environment.
     """
     with tempfile.TemporaryDirectory(prefix="aya-bench-measure-") as tmp, open(log or os.devnull, "ab") as out:
         usage, reported = Path(tmp) / "usage.json", Path(tmp) / "report.json"
         launcher = [sys.executable, "-m", "bench.measure", str(usage), *argv]
-        env = {**os.environ, REPORT_ENV: str(reported)}
+        env = {**os.environ, **(env or {}), REPORT_ENV: str(reported)}
         if subprocess.run(launcher, stdout=out, stderr=subprocess.STDOUT, env=env).returncode:
             tail = log.read_text(errors="replace")[-3000:] if log else ""
             raise RuntimeError(f"{' '.join(argv)} failed; the end of its output:\n{tail}")

@@ -21,13 +21,14 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from aya_assets.paths import PACKAGE_ROOT
-from bench import demo_times, dpo, generation, merge, selection
+from aya_assets.paths import instance_home
+from bench import demo_times, dpo, generation, merge, selection, sql
 from bench.table import Row, markdown
 
-BENCHMARKS = {"selection": selection.run, "merge": merge.run, "generation": generation.run, "dpo": dpo.run}
+BENCHMARKS = {"selection": selection.run, "merge": merge.run, "generation": generation.run, "dpo": dpo.run,
+              "sql": sql.run}
 RESULT_KEYS = ["select_vs_pandas", "select_vs_duckdb", "merge_vs_mergekit", "merge_peak_rss_over_model_bytes",
-               "batched_vs_loop_tokens_per_s", "dpo_precompute_step_ratio"]
+               "batched_vs_loop_tokens_per_s", "dpo_precompute_step_ratio", "sql_vs_bare_duckdb"]
 HERE = Path(__file__).parent
 
 
@@ -55,8 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
-    parser.add_argument("--dagster-home", type=Path, default=Path(os.environ.get("DAGSTER_HOME", PACKAGE_ROOT)),
-                        help="the instance whose latest demo is reported (default: $DAGSTER_HOME, else the checkout)")
+    parser.add_argument("--dagster-home", type=Path, default=instance_home(),
+                        help="the instance whose latest demo is reported (default: aya's, data/dagster or $DAGSTER_HOME)")
     args = parser.parse_args()
 
     started = time.perf_counter()

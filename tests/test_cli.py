@@ -40,7 +40,7 @@ def run_aya(*argv: str) -> tuple[int, str]:
 
 @pytest.fixture
 def cli_home(aya_home, tmp_path, monkeypatch):
-    """AYA_HOME and DAGSTER_HOME in tmp_path; `aya` changes directory to the checkout, monkeypatch changes it back."""
+    """AYA_HOME and DAGSTER_HOME in tmp_path."""
     (tmp_path / "dagster_home").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.chdir(tmp_path)
@@ -103,7 +103,7 @@ def test_bad_configured_checkpoint_exits_non_zero_naming_the_tensor(cli_home, wr
 def test_sql_refusal_and_error_exit_codes(cli_home):
     assert run_aya("sql", "drop view prompts")[0] == 2
     code, err = run_aya("sql", "select * from read_csv('/etc/passwd')")
-    assert code == 1 and "aya sql:" in err
+    assert code == 2 and "aya sql: refused: `aya sql` opens no file" in err
 
 
 def test_sql_csv_writes_lists_and_structs_as_json(cli_home, capsys):

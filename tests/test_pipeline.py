@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 import yaml
 
-from aya_assets.catalog.sql import refresh_catalog, run_query
+from aya_assets.catalog.refresh import refresh_catalog
+from aya_assets.catalog.sql import run_query
 from aya_assets.definitions import build_definitions
 from aya_assets.runner import materialize_all
 from conftest import FAST, merge

@@ -1,134 +1,150 @@
-"""SQL over every artifact: a DuckDB file with one view per table asset plus lineage tables, queried read-only."""
+"""Read-only SQL over every artifact, bounded in memory and time.
+
+Each query runs on a fresh in-memory DuckDB connection that can open no file at all (`enable_external_access =
+false`, configuration locked): the warehouse reaches it as registered Arrow datasets and the lineage tables as
+in-memory copies, both set up before the lock. That is what DuckDB offers for "read these files, write nothing":
+`allowed_directories` would confine paths, but it permits writes as well as reads.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
+import re
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import polars as pl
 
-from aya_assets.atomic import atomic_file
-
-# Only reads reach the engine; the connection itself is read-only and confined to the warehouse as well.
-ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
-
-MATERIALIZATIONS_SCHEMA = {
-    "asset": pl.String,
-    "partition": pl.String,
-    "run_id": pl.String,
-    "timestamp": pl.Datetime("us", "UTC"),
-    "code_version": pl.String,
-    "data_version": pl.String,
-    "metadata": pl.String,  # the materialization's scalar metadata (row counts, losses, margins…) as JSON
-}
+# The tables the catalog refresh writes besides the views; `aya sql` copies these into each query connection.
+LINEAGE_TABLES = ("materializations", "asset_deps")
+EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(ANALYZE\s+)?(\([^)]*\)\s*)?", re.IGNORECASE)
 
 
 class SqlRefused(ValueError):
-    pass
+    """The query is not a single read: exit 2."""
 
 
-def view_name(asset_key: dg.AssetKey) -> str:
-    return "__".join(asset_key.path)
+class SqlLimitHit(RuntimeError):
+    """The query ran past its memory or time bound: exit 1."""
 
 
-def asset_deps(defs: dg.Definitions) -> pl.DataFrame:
-    graph = defs.resolve_asset_graph()
-    rows = [
-        {"asset": key.to_user_string(), "upstream_asset": parent.to_user_string()}
-        for key in graph.get_all_asset_keys()
-        for parent in sorted(graph.get(key).parent_keys)
-    ]
-    return pl.DataFrame(rows, schema={"asset": pl.String, "upstream_asset": pl.String}).sort("asset", "upstream_asset")
+@dataclass(frozen=True)
+class QueryLimits:
+    memory_limit: str = "2GB"
+    timeout_s: float = 60.0
+    # Enough for scans, and never the whole of a shared box.
+    threads: int = max(1, min(8, len(os.sched_getaffinity(0))))
 
 
-def scalar_metadata(metadata: dict) -> dict:
-    """Numbers, text and paths from a materialization's metadata (charts and tables stay in the UI)."""
-    out = {}
-    for key, entry in metadata.items():
-        value = getattr(entry, "value", entry)
-        if isinstance(value, (int, float, str, bool)) and not (isinstance(value, str) and value.startswith("![")):
-            out[key] = value
-    return out
+def _stats(root: Path, pattern: str) -> list[tuple[str, int, int]]:
+    if not root.is_dir():
+        return []
+    return sorted((str(p.relative_to(root)), st.st_size, st.st_mtime_ns)
+                  for p in root.rglob(pattern) if p.is_file() and not p.name.startswith(".") for st in [p.stat()])
 
 
-def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.DataFrame:
-    rows = []
-    for key in defs.resolve_asset_graph().get_all_asset_keys():
-        cursor = None
-        while True:
-            result = instance.fetch_materializations(key, limit=1000, cursor=cursor)
-            for record in result.records:
-                mat = record.asset_materialization
-                rows.append(
-                    {
-                        "asset": key.to_user_string(),
-                        "partition": mat.partition,
-                        "run_id": record.run_id,
-                        "timestamp": record.timestamp,
-                        "code_version": mat.tags.get("dagster/code_version"),
-                        "data_version": mat.tags.get("dagster/data_version"),
-                        "metadata": json.dumps(scalar_metadata(mat.metadata)),
-                    }
-                )
-            if not result.has_more:
-                break
-            cursor = result.cursor
-    frame = pl.DataFrame(rows, schema={**MATERIALIZATIONS_SCHEMA, "timestamp": pl.Float64})
-    micros = (pl.col("timestamp") * 1_000_000).cast(pl.Int64)
-    return frame.with_columns(timestamp=pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC"))
+def fingerprint(warehouse: Path, instance_storage: Path | None, profile_file: Path, code: Path) -> str | None:
+    """What the catalog is built from, by file size and mtime: the warehouse, the sqlite instance, the profile, the
+    code that shapes the graph. None (always refresh) when the instance is not a sqlite directory we can stat."""
+    if instance_storage is None or not instance_storage.is_dir():
+        return None
+    parts = [_stats(warehouse, "*.parquet"), _stats(instance_storage, "*.db*"), str(profile_file),
+             profile_file.read_bytes() if profile_file.is_file() else b"", _stats(code, "*.py")]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def refresh_catalog(db_path: Path, warehouse: Path, instance: dg.DagsterInstance, defs: dg.Definitions) -> Path:
-    """Rebuild the DuckDB file beside a temp name, then rename: a SQL client never sees half a catalog."""
-    with atomic_file(db_path) as tmp:
-        con = duckdb.connect(str(tmp))
-        for key in defs.resolve_asset_graph().get_all_asset_keys():
-            folder = warehouse.joinpath(*key.path)
-            if not any(folder.glob("*.parquet")):
-                continue
-            pattern = str(folder / "*.parquet").replace("'", "''")
-            con.execute(
-                f'CREATE VIEW "{view_name(key)}" AS SELECT * EXCLUDE (filename), '
-                f"regexp_extract(filename, '([^/]+)\\.parquet$', 1) AS partition "
-                f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
-            )
-        mats, deps = materializations(instance, defs), asset_deps(defs)
-        con.execute("CREATE TABLE materializations AS SELECT * REPLACE (metadata::JSON AS metadata) FROM mats")
-        con.execute("CREATE TABLE asset_deps AS SELECT * FROM deps")
-        con.close()
-    return db_path
+def stored_fingerprint(db_path: Path) -> str | None:
+    if not db_path.is_file():
+        return None
+    try:
+        with duckdb.connect(str(db_path), read_only=True) as con:
+            return con.execute("SELECT fingerprint FROM catalog_info").fetchone()[0]
+    except duckdb.Error:  # an older catalog without the table, or not a DuckDB file: rebuild it
+        return None
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """One SELECT (or EXPLAIN [ANALYZE] of one): a second line of defence behind a connection that cannot write."""
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
         raise SqlRefused(f"cannot parse query: {exc}") from None
     if not statements:
         raise SqlRefused("empty query")
-    for statement in statements:
-        if statement.type.name not in ALLOWED_STATEMENTS:
-            raise SqlRefused(
-                f"refused: {statement.type.name} statements are not allowed; `aya sql` is read-only (SELECT only)"
-            )
+    if len(statements) > 1:
+        raise SqlRefused(f"refused: {len(statements)} statements; `aya sql` runs one SELECT at a time")
+    statement = statements[0]
+    kind = statement.type.name
+    if kind == "EXPLAIN":
+        inner = EXPLAIN.sub("", statement.query, count=1)
+        try:
+            explained = con.extract_statements(inner)
+        except duckdb.Error:
+            explained = []
+        kind = explained[0].type.name if len(explained) == 1 else "unparsable"
+        kind = "EXPLAIN" if kind == "SELECT" else f"EXPLAIN of {kind}"
+    if kind not in {"SELECT", "EXPLAIN"}:
+        raise SqlRefused(f"refused: {kind} statements are not allowed; `aya sql` is read-only (SELECT only)")
 
 
-def open_read_only(db_path: Path, warehouse: Path) -> duckdb.DuckDBPyConnection:
-    """Read-only connection that can read Parquet under the warehouse and no other file."""
-    con = duckdb.connect(str(db_path), read_only=True)
-    allowed = str(warehouse.resolve()).replace("'", "''") + "/"
-    con.execute(f"SET allowed_directories = ['{allowed}']")
+def _dataset(folder: Path):
+    """One Arrow dataset over a table asset's partition files, with a `partition` column from each file name."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = sorted(str(p) for p in folder.glob("*.parquet"))
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    schema = schema.append(pa.field("partition", pa.string()))
+    partitions = [ds.field("partition") == Path(f).stem for f in files]
+    return ds.FileSystemDataset.from_paths(files, schema=schema, format=ds.ParquetFileFormat(),
+                                           filesystem=pa.fs.LocalFileSystem(), partitions=partitions)
+
+
+def open_query_connection(db_path: Path, warehouse: Path, limits: QueryLimits) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with the catalog's tables and views, then locked with every file access off."""
+    con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": limits.threads,
+                                 "temp_directory": ""})  # no spilling: a query past the limit fails instead of writing
+    con.execute("ATTACH ? AS catalog (READ_ONLY)", [str(db_path)])
+    for table in LINEAGE_TABLES:
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM catalog.main.{table}")
+    views = con.execute("SELECT view, folder FROM catalog.main.catalog_tables").fetchall()
+    con.execute("DETACH catalog")
+    for view, folder in views:
+        if any((warehouse / folder).glob("*.parquet")):
+            con.register(view, _dataset(warehouse / folder))
+    con.execute("SET python_enable_replacements = false")  # no Python variable becomes a table by its name
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
 
 
-def run_query(db_path: Path, warehouse: Path, query: str) -> pl.DataFrame:
-    con = open_read_only(db_path, warehouse)
+def _execute(con: duckdb.DuckDBPyConnection, query: str, limits: QueryLimits) -> pl.DataFrame:
+    timer = threading.Timer(limits.timeout_s, con.interrupt)
+    timer.start()
+    try:
+        return con.sql(query).pl()
+    except duckdb.InterruptException:
+        raise SqlLimitHit(f"the query ran past {limits.timeout_s:g} s; narrow it (WHERE, LIMIT) "
+                          f"or raise the bound (--timeout)") from None
+    except duckdb.PermissionException as exc:  # the connection's own lock, behind check_read_only
+        raise SqlRefused(f"refused: `aya sql` opens no file ({exc}); query the table views instead, "
+                         f"e.g. SELECT * FROM prompts") from None
+    except duckdb.OutOfMemoryException:
+        raise SqlLimitHit(f"the query needs more than {limits.memory_limit} of memory; narrow it (WHERE, LIMIT) "
+                          f"or raise the bound (--memory-limit)") from None
+    finally:
+        timer.cancel()
+
+
+def run_query(db_path: Path, warehouse: Path, query: str, limits: QueryLimits | None = None) -> pl.DataFrame:
+    limits = limits or QueryLimits()
+    con = open_query_connection(db_path, warehouse, limits)
     try:
         check_read_only(con, query)
-        return con.sql(query).pl()
+        return _execute(con, query, limits)
     finally:
         con.close()
