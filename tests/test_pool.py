@@ -116,3 +116,22 @@ def test_degenerate(text, degenerate):
 
 def test_degenerate_rate():
     assert degenerate_rate(pl.DataFrame({"completion": ["", "ok fine", "x", "  "]})) == 0.5
+
+
+def test_two_profiles_with_the_same_teacher_names_keep_each_others_shards(setup):
+    """Same names, other checkpoints, one shard directory: neither profile's run may delete the other's shards."""
+    root, prompts, models = setup
+    swapped = {"t_de": models["t_ja"], "t_ja": models["t_de"]}
+    profiles = {"a": (models, HASHES), "b": (swapped, {"t_de": "h2", "t_ja": "h1"})}
+    for profile, (paths, hashes) in profiles.items():
+        generate_pool(prompts, paths, hashes, FailingBackend(batch_size=16), SAMPLING, root / "profiles", 6,
+                      log=lambda _: None, profile=profile)
+    for profile, (paths, hashes) in profiles.items():
+        _, counts = generate_pool(prompts, paths, hashes, FailingBackend(batch_size=16), SAMPLING, root / "profiles", 6,
+                                  log=lambda _: None, profile=profile)
+        assert counts["generated"] == 0 and counts["reused"] == len(plan_shards(prompts, list(paths), 6)), profile
+    # A model retrained in place (same profile, same location, new weights) still replaces its own old shards.
+    _, counts = generate_pool(prompts, models, {"t_de": "h1-retrained", "t_ja": "h2"}, FailingBackend(batch_size=16),
+                              SAMPLING, root / "profiles", 6, log=lambda _: None, profile="a")
+    assert counts["generated"] == len(plan_shards(prompts, ["t_de"], 6))
+    assert len(list((root / "profiles").rglob("*.parquet"))) == 2 * len(plan_shards(prompts, list(models), 6))

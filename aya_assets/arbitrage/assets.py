@@ -70,7 +70,7 @@ def build_arbitrage_assets(profile: Profile) -> list:
                   for name, path in models.items()}
         table, counts = generate_pool(
             train, models, hashes, generator, sampling_settings(cfg), store.data / "shards" / "pool_completions",
-            cfg.generation.shard_size, log=context.log.info,
+            cfg.generation.shard_size, log=context.log.info, profile=cfg.name,
         )
         context.log.info(f"shards: {counts['generated']} generated, {counts['reused']} reused")
         yield dg.Output(table, metadata={

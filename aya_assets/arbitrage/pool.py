@@ -1,7 +1,8 @@
 """The teacher pool answers every train prompt, in resumable shards (teacher × language × chunk).
 
 A shard's file name carries a fingerprint of everything that decides its content (model hash, prompts,
-sampling, seed), so a re-run after a crash reuses finished shards and regenerates only the rest.
+sampling, seed), so a re-run after a crash reuses finished shards and regenerates only the rest, and an owner key
+(profile and model location), so that a run only ever deletes the stale shards of the models it generates with.
 """
 
 from __future__ import annotations
@@ -47,14 +48,24 @@ class Shard:
         payload = json.dumps([model_hash, sampling.model_dump(), self.prompt_ids], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
-    def path(self, shard_dir: Path, fingerprint: str) -> Path:
-        return shard_dir / self.language / f"{self.teacher}-{self.index:04d}-{fingerprint}.parquet"
+    def path(self, shard_dir: Path, owner: str, fingerprint: str) -> Path:
+        return shard_dir / self.language / f"{self.teacher}-{owner}-{self.index:04d}-{fingerprint}.parquet"
 
 
-def model_shards(language_dir: Path, teacher: str) -> set[Path]:
-    """Every shard file of `teacher` in one language directory, whatever its settings (names as in Shard.path)."""
-    # The digits keep teacher "a" from matching teacher "a-b"'s shards.
-    return set(language_dir.glob(f"{teacher}-[0-9][0-9][0-9][0-9]-*.parquet"))
+def owner_key(profile: str, location: str) -> str:
+    """Whose shards these are: one profile's model at one location, whatever its weights or settings are now.
+
+    Two profiles may name different checkpoints alike (`aya_expanse_8b` at a hub id and at a local fine-tune) and share
+    a shard directory; the name alone let each delete the other's shards as stale. The weights stay out of the key on
+    purpose: a model retrained in place keeps its owner, so its old shards are cleaned up rather than left behind.
+    """
+    return hashlib.sha256(f"{profile}|{location}".encode()).hexdigest()[:8]
+
+
+def model_shards(language_dir: Path, teacher: str, owner: str) -> set[Path]:
+    """Every shard file of one owner's `teacher` in one language directory, whatever its settings (as in Shard.path)."""
+    # The 8-character owner and the digits keep teacher "a" from matching teacher "a-b"'s shards.
+    return set(language_dir.glob(f"{teacher}-{owner}-[0-9][0-9][0-9][0-9]-*.parquet"))
 
 
 def plan_shards(prompts: pl.DataFrame, teachers: list[str], shard_size: int) -> list[Shard]:
@@ -97,14 +108,19 @@ def generate_pool(
     shard_dir: Path,
     shard_size: int,
     log: Callable[[str], None] = print,
+    profile: str = "",
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Every teacher in `models` answers every prompt `sampling.n` times; returns the table and shard counts."""
+    """Every teacher in `models` answers every prompt `sampling.n` times; returns the table and shard counts.
+
+    `profile` (the profile's name) and each model's location own its shards, see `owner_key`.
+    """
     shards = plan_shards(prompts, list(models), shard_size)
+    owners = {name: owner_key(profile, location) for name, location in models.items()}
     frames, counts = [], {"reused": 0, "generated": 0}
     keep: set[Path] = set()
     for number, shard in enumerate(shards, start=1):
         settings = sampling.model_copy(update={"seed": shard.seed(sampling.seed)})
-        path = shard.path(shard_dir, shard.fingerprint(model_hashes[shard.teacher], settings))
+        path = shard.path(shard_dir, owners[shard.teacher], shard.fingerprint(model_hashes[shard.teacher], settings))
         keep.add(path)
         if path.exists():
             frames.append(pl.read_parquet(path))
@@ -115,11 +131,12 @@ def generate_pool(
         atomic_write_parquet(frames[-1], path)
         counts["generated"] += 1
         log(f"shard {number}/{len(shards)}: {shard.teacher} {shard.language}#{shard.index} ({len(shard.texts)} prompts)")
-    # Drop these models' shards of older settings: they can never be reused. Other models' shards in the same
-    # directory (eval_generations keeps every stage there) are not this call's to judge.
+    # Drop these models' shards of older settings or weights: they can never be reused. Other models' shards in the
+    # same directory (eval_generations keeps every stage there, another profile its own teachers) are not this
+    # call's to judge.
     for language in {s.language for s in shards}:
         for teacher in models:
-            for stale in model_shards(shard_dir / language, teacher) - keep:
+            for stale in model_shards(shard_dir / language, teacher, owners[teacher]) - keep:
                 stale.unlink(missing_ok=True)
     table = pl.concat(frames) if frames else pl.DataFrame(schema=POOL_SCHEMA)
     return table.sort("language", "prompt_id", "teacher", "sample"), counts

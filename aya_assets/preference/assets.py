@@ -125,7 +125,7 @@ def build_offline_assets(profile: Profile) -> list:
             weak, _ = generate_pool(train, {source: model}, {source: model_hash}, generator,
                                     sampling_settings(cfg).model_copy(update={"n": 1}),
                                     store.data / "shards" / "translation_source", cfg.generation.shard_size,
-                                    log=context.log.info)
+                                    log=context.log.info, profile=cfg.name)
             translated = pl.concat(
                 [
                     group.select("prompt_id").with_columns(
@@ -165,7 +165,8 @@ def build_online_round(profile: Profile, r: int, previous: str) -> list:
                                                              "seed": cfg.seed + r})
         table, counts = generate_pool(prompts.filter(pl.col("split") == "train"), {previous: model},
                                       {previous: content_hash(Path(model))}, generator, sampling,
-                                      store.data / "shards" / completions, cfg.generation.shard_size, log=context.log.info)
+                                      store.data / "shards" / completions, cfg.generation.shard_size, log=context.log.info,
+                                      profile=cfg.name)
         context.add_output_metadata({"shards_generated": counts["generated"], "shards_reused": counts["reused"],
                                      "model": previous})
         return table
