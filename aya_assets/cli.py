@@ -116,7 +116,8 @@ def cmd_ui(args) -> int:
     env = os.environ | ({"AYA_PROFILE": args.profile} if args.profile else {})
     with paths.dagster_home():
         dagster = Path(sys.executable).with_name("dagster")
-        return subprocess.call([str(dagster), "dev", "-m", "aya_assets.definitions", *args.dagster_args],
+        extra = args.dagster_args[1:] if args.dagster_args[:1] == ["--"] else args.dagster_args
+        return subprocess.call([str(dagster), "dev", "-m", "aya_assets.definitions", *extra],
                                env=env | {"DAGSTER_HOME": os.environ["DAGSTER_HOME"]})
 
 

@@ -20,6 +20,8 @@ def demo_times(dagster_home: Path) -> dict | None:
     """{wall_s, per_asset_s (slowest first), materialized, runs, finished}, or None when the instance has no run."""
     import dagster as dg
 
+    if not dagster_home.is_dir():
+        return None
     with paths.dagster_home(dagster_home), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         return _times(instance)
 
