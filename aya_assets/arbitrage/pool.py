@@ -116,18 +116,37 @@ def generate_pool(
     """
     shards = plan_shards(prompts, list(models), shard_size)
     owners = {name: owner_key(profile, location) for name, location in models.items()}
+    settings = {s: sampling.model_copy(update={"seed": s.seed(sampling.seed)}) for s in shards}
+    frames, counts = run_shards(
+        shards, shard_dir, owners, lambda s: s.fingerprint(model_hashes[s.teacher], settings[s]),
+        lambda s: _shard_frame(s, backend.generate(models[s.teacher], list(s.texts), settings[s])), log,
+    )
+    table = pl.concat(frames) if frames else pl.DataFrame(schema=POOL_SCHEMA)
+    return table.sort("language", "prompt_id", "teacher", "sample"), counts
+
+
+def run_shards(
+    shards: list[Shard],
+    shard_dir: Path,
+    owners: dict[str, str],
+    fingerprint: Callable[[Shard], str],
+    compute: Callable[[Shard], pl.DataFrame],
+    log: Callable[[str], None] = print,
+) -> tuple[list[pl.DataFrame], dict[str, int]]:
+    """Each shard's table: read back where its fingerprinted file exists, else computed and written atomically.
+
+    `owners` maps each shard's `teacher` to its owner key; generation and cached judge verdicts both run on this.
+    """
     frames, counts = [], {"reused": 0, "generated": 0}
     keep: set[Path] = set()
     for number, shard in enumerate(shards, start=1):
-        settings = sampling.model_copy(update={"seed": shard.seed(sampling.seed)})
-        path = shard.path(shard_dir, owners[shard.teacher], shard.fingerprint(model_hashes[shard.teacher], settings))
+        path = shard.path(shard_dir, owners[shard.teacher], fingerprint(shard))
         keep.add(path)
         if path.exists():
             frames.append(pl.read_parquet(path))
             counts["reused"] += 1
             continue
-        results = backend.generate(models[shard.teacher], list(shard.texts), settings)
-        frames.append(_shard_frame(shard, results))
+        frames.append(compute(shard))
         atomic_write_parquet(frames[-1], path)
         counts["generated"] += 1
         log(f"shard {number}/{len(shards)}: {shard.teacher} {shard.language}#{shard.index} ({len(shard.texts)} prompts)")
@@ -135,11 +154,10 @@ def generate_pool(
     # same directory (eval_generations keeps every stage there, another profile its own teachers) are not this
     # call's to judge.
     for language in {s.language for s in shards}:
-        for teacher in models:
-            for stale in model_shards(shard_dir / language, teacher, owners[teacher]) - keep:
+        for teacher, owner in owners.items():
+            for stale in model_shards(shard_dir / language, teacher, owner) - keep:
                 stale.unlink(missing_ok=True)
-    table = pl.concat(frames) if frames else pl.DataFrame(schema=POOL_SCHEMA)
-    return table.sort("language", "prompt_id", "teacher", "sample"), counts
+    return frames, counts
 
 
 def is_degenerate(text: str) -> bool:
