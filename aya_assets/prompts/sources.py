@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -53,11 +56,12 @@ def default_split(pid: str, eval_fraction: float) -> str:
 def read_jsonl(path: Path) -> list[dict]:
     """JSON lines, parsed one by one so an error names the line (pl.read_ndjson would not)."""
     try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of row 1
     except UnicodeDecodeError as exc:
         raise PromptSourceError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
     rows = []
-    for number, line in enumerate(lines, start=1):
+    # "\n" only: str.splitlines also breaks at U+2028 and U+0085, which JSON strings may hold raw (arena-hard v2.0 does).
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -87,6 +91,31 @@ def _read_table_file(path: Path) -> list[dict]:
     return read_jsonl(path)
 
 
+def _what(value) -> str:
+    """What a value is, in the words of an error message."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _text(value, where: str, field: str, label: str | None = None) -> str:
+    """A prompt's text as given: a non-blank string, or an error saying what the value is instead."""
+    label = label or f"field {field!r}"
+    if value is None:
+        raise PromptSourceError(f"{where}: missing field {field!r}")
+    if not isinstance(value, str):
+        raise PromptSourceError(f"{where}: {label} is {_what(value)}, expected text")
+    if not normalize_text(value):
+        raise PromptSourceError(f"{where}: empty text: {label} is blank")
+    return value
+
+
 def _field(row: dict, column: str | None, where: str, required: bool = False):
     if column is None:
         return None
@@ -96,22 +125,25 @@ def _field(row: dict, column: str | None, where: str, required: bool = False):
         return None
     value = row[column]
     if not isinstance(value, (str, int, float)):
-        raise PromptSourceError(f"{where}: field {column!r} must be text, got {type(value).__name__}")
+        raise PromptSourceError(f"{where}: field {column!r} is {_what(value)}, expected text")
     return str(value)
 
 
+def _check_new_id(seen: dict, key: tuple, where: str) -> None:
+    """Ids are unique per language (translations share theirs); a repeat names both rows."""
+    if key in seen:
+        raise PromptSourceError(f"{where}: duplicate id {key[-1]!r} (first at {seen[key]}); ids must be unique per language")
+    seen[key] = where
+
+
 def _record(
-    *, where: str, source: str, language: str | None, text, split, reference, category, source_id, cfg: PromptsConfig
+    *, where: str, source: str, language: str | None, text: str, split, reference, category, source_id, cfg: PromptsConfig
 ) -> dict:
     if language not in LANGUAGES:
         raise PromptSourceError(f"{where}: unknown language {language!r}; expected one of {', '.join(LANGUAGE_CODES)}")
-    if not isinstance(text, str) or not normalize_text(text):
-        raise PromptSourceError(f"{where}: empty text")
-    text = normalize_text(text)
-    if len(text) > cfg.max_chars:
-        raise PromptSourceError(f"{where}: text is {len(text)} characters, over prompts.max_chars={cfg.max_chars}")
     if split not in (None, "train", "eval"):
         raise PromptSourceError(f"{where}: split must be 'train' or 'eval', got {split!r}")
+    text = normalize_text(text)
     pid = prompt_id(language, text)
     return {
         "prompt_id": pid,
@@ -122,6 +154,7 @@ def _record(
         "split": split or default_split(pid, cfg.eval_fraction),
         "reference": normalize_text(reference) if reference else None,
         "category": category,
+        "_where": where,  # for the max_chars report, dropped before the table
     }
 
 
@@ -138,7 +171,7 @@ def _from_seed(src: SeedSource, languages: list[str], cfg: PromptsConfig) -> lis
                     where=where,
                     source=src.name,
                     language=language,
-                    text=_field(row, "text", where, required=True),
+                    text=_text(row.get("text"), where, "text"),
                     split=_field(row, "split", where),
                     reference=_field(row, "reference", where),
                     category=_field(row, "category", where),
@@ -150,16 +183,14 @@ def _from_seed(src: SeedSource, languages: list[str], cfg: PromptsConfig) -> lis
 
 
 def _from_table(src: TableSource, languages: list[str], cfg: PromptsConfig) -> list[dict]:
-    out, cols, first_seen = [], src.columns, {}
+    out, cols, seen = [], src.columns, {}
     for path in _files(paths.resolve(src.path), (".jsonl", ".parquet")):
         for row in _read_table_file(path):
             where = f"{path}:{row['_row']}"
+            language = _field(row, cols.language, where, required=True) if cols.language else src.language
             source_id = _field(row, cols.id, where)
             if source_id is not None:
-                if source_id in first_seen:
-                    raise PromptSourceError(f"{where}: duplicate id {source_id!r} (first at {first_seen[source_id]})")
-                first_seen[source_id] = where
-            language = _field(row, cols.language, where, required=True) if cols.language else src.language
+                _check_new_id(seen, (language, source_id), where)
             if language in LANGUAGES and language not in languages:
                 continue
             out.append(
@@ -167,7 +198,7 @@ def _from_table(src: TableSource, languages: list[str], cfg: PromptsConfig) -> l
                     where=where,
                     source=src.name,
                     language=language,
-                    text=_field(row, cols.text, where, required=True),
+                    text=_text(row.get(cols.text), where, cols.text),
                     split=_field(row, cols.split, where) or src.split,
                     reference=_field(row, cols.reference, where),
                     category=_field(row, cols.category, where),
@@ -178,18 +209,44 @@ def _from_table(src: TableSource, languages: list[str], cfg: PromptsConfig) -> l
     return out
 
 
+# Named references only when closed by ';': a bare "&not" or "&times" in a URL's query string is not an entity.
+ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def unescape_entities(text: str) -> str:
+    """HTML entities that translation left in a prompt (m-ArenaHard: &#39;, &quot;) become the characters they stand for.
+
+    A text that also holds a raw < or > was not escaped as a whole, so its entities are content (arena-hard v2.0 asks
+    about JavaScript that rewrites &gt; and &lt;) and stay as written.
+    """
+    if "<" in text or ">" in text:
+        return text
+    return ENTITY.sub(lambda m: html.unescape(m.group()), text)
+
+
+def _arena_hard_text(row: dict, where: str) -> str:
+    if "prompt" in row:  # arena-hard-auto v2.0 (and v0.1 as reformatted upstream), m-ArenaHard v1 and v2.0
+        return _text(row["prompt"], where, "prompt")
+    if "turns" not in row:
+        raise PromptSourceError(
+            f"{where}: missing field 'turns' (v0.1: turns: [{{\"content\": ...}}]) or 'prompt' (v2.0, m-ArenaHard); "
+            f"the row has {', '.join(sorted(k for k in row if not k.startswith('_'))) or 'no fields'}"
+        )
+    turns = row["turns"]  # arena-hard-auto v0.1 as first published: the first user turn is the prompt
+    if not isinstance(turns, list) or not turns:
+        raise PromptSourceError(f"{where}: turns is {_what(turns)}, expected a list of {{\"content\": ...}}")
+    if not isinstance(turns[0], dict):
+        raise PromptSourceError(f"{where}: turns[0] is {_what(turns[0])}, expected an object with 'content'")
+    return _text(turns[0].get("content"), where, "turns[0].content", label="turns[0].content")
+
+
 def _arena_hard_rows(rows: list[dict], where_of, *, src_name: str, language: str, split: str, cfg) -> list[dict]:
-    out = []
+    out, seen = [], {}
     for row in rows:
         where = where_of(row)
-        if "prompt" in row:  # m-ArenaHard's flat layout
-            text = row["prompt"]
-        else:  # Arena-Hard-Auto question.jsonl: the first user turn is the prompt
-            turns = row.get("turns")
-            if not isinstance(turns, list) or not turns or not isinstance(turns[0], dict):
-                raise PromptSourceError(f"{where}: missing field 'turns' (a list of {{'content': ...}})")
-            text = turns[0].get("content")
-        qid = _field(row, "question_id", where, required=True)
+        text = unescape_entities(_arena_hard_text(row, where))
+        qid = _field(row, "uid" if "uid" in row else "question_id", where, required=True)
+        _check_new_id(seen, (qid,), where)
         out.append(
             _record(
                 where=where,
@@ -198,7 +255,8 @@ def _arena_hard_rows(rows: list[dict], where_of, *, src_name: str, language: str
                 text=text,
                 split=split,
                 reference=None,
-                category=_field(row, "category", where) or _field(row, "cluster", where),
+                # The most specific label: v2.0's subcategory (coding, math), v0.1's topic cluster; category is the set.
+                category=_field(row, "subcategory", where) or _field(row, "cluster", where) or _field(row, "category", where),
                 source_id=qid,
                 cfg=cfg,
             )
@@ -216,24 +274,32 @@ def _from_arena_hard(src: ArenaHardSource, languages: list[str], cfg: PromptsCon
     )
 
 
-def _from_hub(src: HubDatasetSource, languages: list[str], cfg: PromptsConfig) -> list[dict]:
-    import datasets  # heavy; only this source needs it
+def _local_copy_rows(src: HubDatasetSource, language: str) -> list[dict]:
+    """A language's rows from a local copy laid out as published: <local_dir>/<language>/test-00000-of-00001.parquet."""
+    folder = paths.resolve(src.local_dir) / language
+    files = _files(folder, (".parquet", ".jsonl")) if folder.is_dir() else []
+    if not files:
+        raise PromptSourceError(
+            f"source {src.name!r}: no {folder}/*.parquet; a local copy of {src.dataset} has one folder per language "
+            f"(as on the hub: {language}/test-00000-of-00001.parquet), or set `languages` to those it has"
+        )
+    return [dict(row, _where=f"{path}:{row['_row']}") for path in files for row in _read_table_file(path)]
 
+
+def _from_hub(src: HubDatasetSource, languages: list[str], cfg: PromptsConfig) -> list[dict]:
+    if not src.local_dir:
+        import datasets  # heavy; only the hub needs it
     out = []
     for language in [code for code in (src.languages or LANGUAGE_CODES) if code in languages]:
-        try:
-            if src.local_dir:
-                files = str(paths.resolve(src.local_dir) / language / "*.parquet")
-                ds = datasets.load_dataset("parquet", data_files=files, split="train")
-            else:
+        if src.local_dir:
+            rows = _local_copy_rows(src, language)
+        else:
+            try:
                 ds = datasets.load_dataset(src.dataset, language, split=src.hf_split, revision=src.revision)
-        except Exception as exc:  # datasets raises many types: offline, missing config, bad files
-            raise PromptSourceError(f"source {src.name!r} ({src.dataset}, {language}): cannot load: {exc}") from None
-        rows = [dict(r, _row=i) for i, r in enumerate(ds, start=1)]
-        out += _arena_hard_rows(
-            rows, lambda r, lang=language: f"{src.dataset}[{lang}] row {r['_row']}", src_name=src.name,
-            language=language, split=src.split, cfg=cfg,
-        )
+            except Exception as exc:  # datasets raises many types: offline, missing config, bad files
+                raise PromptSourceError(f"source {src.name!r} ({src.dataset}, {language}): cannot load: {exc}") from None
+            rows = [dict(r, _where=f"{src.dataset}[{language}] row {i}") for i, r in enumerate(ds, start=1)]
+        out += _arena_hard_rows(rows, lambda r: r["_where"], src_name=src.name, language=language, split=src.split, cfg=cfg)
     return out
 
 
@@ -244,15 +310,43 @@ READERS = {
     HubDatasetSource: _from_hub,
 }
 
+SKIPPED_SCHEMA = {"language": pl.String, "source": pl.String, "where": pl.String, "chars": pl.Int64}
 
-def read_source(src: Source, languages: list[str], cfg: PromptsConfig) -> list[dict]:
-    return READERS[type(src)](src, languages, cfg)
+
+@dataclass(frozen=True)
+class LoadedPrompts:
+    frame: pl.DataFrame  # PROMPT_SCHEMA, one row per prompt_id
+    skipped: pl.DataFrame  # SKIPPED_SCHEMA: rows longer than prompts.max_chars, left out
+
+
+def read_source(src: Source, languages: list[str], cfg: PromptsConfig) -> tuple[list[dict], list[dict]]:
+    """A source's rows for `languages`, split into those kept and those over prompts.max_chars."""
+    rows = READERS[type(src)](src, languages, cfg)
+    kept = [r for r in rows if len(r["text"]) <= cfg.max_chars]
+    if rows and not kept:
+        first = rows[0]
+        raise PromptSourceError(
+            f"{first['_where']}: text is {len(first['text'])} characters, over prompts.max_chars={cfg.max_chars}, as are "
+            f"all {len(rows)} row(s) of source {src.name!r}, which would leave it empty; raise prompts.max_chars or map "
+            "the source's text column to the prompt"
+        )
+    skipped = [{"language": r["language"], "source": src.name, "where": r["_where"], "chars": len(r["text"])}
+               for r in rows if len(r["text"]) > cfg.max_chars]
+    return kept, skipped
+
+
+def read_prompts(cfg: PromptsConfig, languages: list[str]) -> LoadedPrompts:
+    """All configured sources for `languages`, deduplicated by prompt_id (first source in config order wins)."""
+    kept, skipped = [], []
+    for src in cfg.sources:
+        rows, long = read_source(src, languages, cfg)
+        kept += rows
+        skipped += long
+    frame = pl.DataFrame([{k: r[k] for k in PROMPT_SCHEMA} for r in kept], schema=PROMPT_SCHEMA)
+    frame = frame.unique(subset="prompt_id", keep="first", maintain_order=True).sort(["language", "split", "prompt_id"])
+    return LoadedPrompts(frame, pl.DataFrame(skipped, schema=SKIPPED_SCHEMA))
 
 
 def load_prompts(cfg: PromptsConfig, languages: list[str]) -> pl.DataFrame:
-    """All configured sources for `languages`, deduplicated by prompt_id (first source in config order wins)."""
-    rows = [row for src in cfg.sources for row in read_source(src, languages, cfg)]
-    frame = pl.DataFrame(rows, schema=PROMPT_SCHEMA)
-    return frame.unique(subset="prompt_id", keep="first", maintain_order=True).sort(
-        ["language", "split", "prompt_id"]
-    )
+    """The prompts table of read_prompts, for callers that need no report of skipped rows."""
+    return read_prompts(cfg, languages).frame
