@@ -66,6 +66,26 @@ def table_metadata(df: pl.DataFrame, count_by: str | None = None) -> dict[str, d
     return meta
 
 
+def add_partition_metadata(context: dg.OutputContext, partition: str | None, meta: dict) -> None:
+    """Metadata for the materialization of one partition of an output (or of the whole output, unpartitioned)."""
+    if partition is None or len(context.asset_partition_keys) == 1:
+        context.add_output_metadata(meta)
+    else:
+        # dagster 1.13: OutputContext.add_output_metadata lands on every partition of a multi-partition output, and it
+        # has no partition argument; the step context's add_asset_metadata(partition_key=) is the one that
+        # AssetExecutionContext.add_asset_metadata calls, and its metadata reaches only that partition's event.
+        context.step_context.add_asset_metadata(meta, asset_key=context.asset_key, partition_key=partition)
+
+
+def stored_partitions(base_dir: Path, asset_key: dg.AssetKey, keys: list[str]) -> list[str]:
+    """The keys among `keys` whose table is in the warehouse."""
+    return [key for key in keys if table_path(base_dir, asset_key, key).is_file()]
+
+
+def read_partitions(base_dir: Path, asset_key: dg.AssetKey, keys: list[str | None]) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(table_path(base_dir, asset_key, key)) for key in keys], how="diagonal_relaxed")
+
+
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """Stores Polars frames as data/warehouse/<asset>/<partition>.parquet."""
 
@@ -80,16 +100,13 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             return
         column = (context.definition_metadata or {}).get(PARTITION_COLUMN, "language")
         if context.has_asset_partitions:
-            keys = list(context.asset_partition_keys)
-            parts = split_by_partition(obj, column, keys)
+            parts = split_by_partition(obj, column, list(context.asset_partition_keys))
         else:
             parts = {None: obj}
-        written = [
-            atomic_write_parquet(frame, table_path(self._base, context.asset_key, key)) for key, frame in parts.items()
-        ]
-        meta = table_metadata(obj, count_by=column)
-        meta["path"] = dg.MetadataValue.path(str(written[0] if len(written) == 1 else written[0].parent))
-        context.add_output_metadata(meta)
+        for key, frame in parts.items():
+            path = atomic_write_parquet(frame, table_path(self._base, context.asset_key, key))
+            meta = table_metadata(frame, count_by=None if key else column) | {"path": dg.MetadataValue.path(str(path))}
+            add_partition_metadata(context, key, meta)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
@@ -100,4 +117,4 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()}: not materialized yet for {len(missing)} partition(s): "
                 + ", ".join(missing[:5])
             )
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return read_partitions(self._base, context.asset_key, keys)

@@ -1,6 +1,7 @@
-"""The prompts asset in real Dagster runs: a few partitions, a single-run backfill of all 23, bad input."""
+"""The prompts asset in real Dagster runs: a few partitions, a single-run backfill of all 23, bad input, its checks."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -72,3 +73,63 @@ def test_bad_prompt_file_fails_the_run_and_writes_nothing(aya_home, instance, wr
         dg.materialize(defs.assets, partition_key="fr", instance=instance, resources=defs.resources, selection=["prompts"])
     assert warehouse_files(aya_home) == []
     assert not list((aya_home / "data").rglob("*.tmp"))
+
+
+def test_arena_hard_as_published_reports_its_skipped_row_in_the_partition(aya_home, instance, write_profile):
+    question = Path(__file__).parent / "data" / "arena-hard-v0.1" / "question.jsonl"  # BOM, entities, one 8,611-char row
+    profile = write_profile(prompts={"sources": [{"kind": "seed"}, {"kind": "arena_hard", "path": str(question), "language": "en"}]})
+    defs = build_definitions(profile)
+    result = dg.materialize(defs.assets, partition_key="en", instance=instance, resources=defs.resources, selection=["prompts"])
+    assert result.success
+    meta = result.asset_materializations_for_node("prompts")[0].metadata
+    assert meta["dagster/row_count"].value == 24 + 4 and meta["skipped_over_max_chars"].value == 1
+    assert f"{question}:3" in meta["skipped_rows"].value and "8611" in meta["skipped_rows"].value
+
+
+ENGLISH = [
+    "How do I reverse a linked list in place, and what is the time complexity of doing so?",
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain the difference between a process and a thread to a new programmer.",
+    "What are the main causes of inflation, and how do central banks respond to it?",
+    "Give me a weekly meal plan for a vegetarian who trains for a marathon.",
+    "Summarize the plot of a classic detective novel without revealing the ending.",
+    "How can I improve the performance of a slow SQL query that joins three large tables?",
+    "Describe how photosynthesis works in terms a ten year old would understand.",
+    "What should I consider when choosing between renting and buying a house?",
+    "Draft a polite email asking my manager for feedback on my last project.",
+]
+
+
+def language_id(result) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "prompts_language_id")
+
+
+def test_english_prompts_labelled_greek_fail_the_run_until_the_data_is_fixed(aya_home, instance, write_profile, tmp_path):
+    question = tmp_path / "question.jsonl"
+    question.write_text("".join(json.dumps({"question_id": f"q{i}", "category": "arena-hard-v0.1", "cluster": "c",
+                                            "turns": [{"content": text}]}) + "\n" for i, text in enumerate(ENGLISH)))
+    mislabelled = build_definitions(write_profile(prompts={"sources": [
+        {"kind": "seed"}, {"kind": "arena_hard", "path": str(question), "language": "el"}]}))
+
+    def run(defs, key):
+        return dg.materialize(defs.assets, partition_key=key, instance=instance, resources=defs.resources,
+                              selection=["prompts"], raise_on_error=False)
+
+    failed = run(mislabelled, "el")
+    assert not failed.success  # the check is blocking and ERROR: the run fails, nothing downstream would start
+    check = language_id(failed)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["failing_languages"].value == "el (29%)"  # 10 English rows of 34
+    assert check.metadata["mismatched_rows"].value == 10
+
+    # Re-materializing another partition checks the warehouse, where el is still English.
+    again = run(mislabelled, "de")
+    assert not again.success and language_id(again).metadata["failing_languages"].value == "el (29%)"
+
+    fixed = run(build_definitions(), "el")
+    assert fixed.success and language_id(fixed).passed
+
+
+def test_every_prompts_check_has_a_description():
+    specs = list(build_definitions().get_assets_def("prompts").check_specs)
+    assert len(specs) == 6 and all(spec.description and spec.blocking for spec in specs)
