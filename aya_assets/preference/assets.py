@@ -1,5 +1,7 @@
 """Stages 4–5: preference pairs, DPO per cluster and merges — offline once, then online rounds from one factory."""
 
+import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,30 +17,56 @@ from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.lineage import upstream_runs
 from aya_assets.merge.assets import merged_asset
 from aya_assets.models.assets import checkpoint_path
-from aya_assets.models.checkpoint import content_hash, write_model_card
+from aya_assets.models.checkpoint import NOT_CONTENT, content_hash, write_model_card
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
-from aya_assets.preference.pairs import best_vs_worst, translation_contrast, trl_rows
+from aya_assets.preference.pairs import best_vs_worst, cluster_pairs, failing_clusters, translation_contrast, trl_rows
 from aya_assets.preference.translate import Translator
 from aya_assets.profile import Profile
 from aya_assets.resources import ArtifactStore, ProfileResource
 from aya_assets.store import markdown_table
 
 PAIRS_MARGIN = "pairs_positive_margin"
+SKIPPED = "no pairs"
+STUDENT = dg.AssetKey("student_base")
 
 
 def pairs_check(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(PAIRS_MARGIN, asset=asset, description="pairs exist and chosen outscores rejected")
+    return dg.AssetCheckSpec(PAIRS_MARGIN, asset=asset,
+                             description="every cluster has pairs and, on average, chosen outscores rejected")
 
 
-def pairs_outputs(pairs: pl.DataFrame, asset: str):
-    """The pairs table plus its margin check (WARN: few or no pairs is a data problem, not a crash)."""
-    scored = pairs.filter(pl.col("margin").is_not_null())
-    mean_margin = float(scored["margin"].mean()) if scored.height else None
-    yield dg.Output(pairs, metadata={"pairs": pairs.height, "mean_margin": mean_margin or 0.0})
-    passed = pairs.height > 0 and (mean_margin is None or mean_margin > 0)
-    yield dg.AssetCheckResult(check_name=PAIRS_MARGIN, asset_key=asset, passed=passed,
-                              severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"pairs": pairs.height, "mean_margin": mean_margin or 0.0})
+def pairs_outputs(context: dg.AssetExecutionContext, pairs: pl.DataFrame, asset: str, clusters: dict[str, list[str]]):
+    """The pairs table plus its margin check, per cluster (WARN: a cluster without pairs is skipped, not a crash).
+
+    Per cluster because each cluster's DPO trains on its own languages only: pairs in 20 languages must not hide a
+    cluster with none. Only clusters whose languages were all materialized in this run are judged.
+    """
+    done = set(context.partition_keys)
+    judged = {c: langs for c, langs in clusters.items() if set(langs) <= done}
+    per_cluster = cluster_pairs(pairs, judged)
+    scored = pairs["margin"].drop_nulls()
+    mean_margin = float(scored.mean()) if scored.len() else 0.0
+    yield dg.Output(pairs, metadata={"pairs": pairs.height, "mean_margin": mean_margin,
+                                     "pairs_per_cluster": dg.MetadataValue.md(markdown_table(per_cluster, rows=len(clusters)))})
+    failing = failing_clusters(per_cluster)
+    yield dg.AssetCheckResult(
+        check_name=PAIRS_MARGIN, asset_key=asset, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
+        description=f"no pairs or no positive margin in cluster(s) {', '.join(failing)}" if failing else None,
+        metadata={"pairs": pairs.height, "mean_margin": mean_margin, "failing_clusters": ", ".join(failing) or "none",
+                  "judged_clusters": ", ".join(judged) or "none (no cluster's languages all in this run)",
+                  **{f"pairs_{row['cluster']}": row["pairs"] for row in per_cluster.iter_rows(named=True)}},
+    )
+
+
+def keep_input_model(init: Path, out: Path) -> None:
+    """`out` = the checkpoint `init` (hard links where the filesystem allows), without its run records and card."""
+    for file in sorted(p for p in init.rglob("*") if p.is_file() and p.name not in NOT_CONTENT and p.suffix != ".png"):
+        target = out / file.relative_to(init)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(file, target)  # an 8B checkpoint is 16 GB: no copy when nothing changed
+        except OSError:
+            shutil.copy2(file, target)
 
 
 def dpo_asset(name: str, pair_assets: list[str], init_asset: str, group: str, profile: Profile, description: str):
@@ -63,27 +91,40 @@ def dpo_asset(name: str, pair_assets: list[str], init_asset: str, group: str, pr
         base_settings = dpo_settings(cfg, name)
         settings = replace(base_settings, seed=base_settings.seed + cfg.seed)
         table = pl.concat(list(pairs.values()), how="diagonal_relaxed").sort("kind", "language", "prompt_id")
-        if table.is_empty():
-            raise ValueError(f"{name}/{context.partition_key}: no preference pairs in {', '.join(pair_assets)}")
         init = Path(checkpoint_path(cfg, store.models, init_asset))
+        title = f"{name}/{context.partition_key}"
         out = store.models / name / context.partition_key
-        lineage = upstream_runs(context, [dg.AssetKey(a) for a in [*pair_assets, init_asset]])
+        # The student checkpoint is named too: the card says which configured base the whole chain started from.
+        lineage = upstream_runs(context, [dg.AssetKey(a) for a in [*pair_assets, init_asset]] + [STUDENT])
 
         def build(tmp: Path) -> dict:
             report = train_dpo(init, trl_rows(table), tmp, settings)
             table.select("prompt_id", "language", "kind").write_parquet(tmp / "training_data.parquet")
-            write_model_card(tmp, name=f"{name}/{context.partition_key}", description=description, inputs=lineage,
+            write_model_card(tmp, name=title, description=description, inputs=lineage,
                              settings={"dpo": settings, "reference": str(init)})
             return {"losses": report.losses, "reward_margins": report.reward_margins,
                     "reward_accuracies": report.reward_accuracies, "seconds": round(report.seconds, 1),
                     "pairs": report.pairs, "final_margin": report.final_margin, "final_accuracy": report.final_accuracy}
 
+        def skip(tmp: Path) -> dict:
+            # No pairs in this cluster's languages (all margins under min_margin, say): one empty cluster must not
+            # stop the other clusters or the rounds after. Its output is its input, recorded as such; with 0 pairs it
+            # gets weight 0 in a data-proportional merge.
+            keep_input_model(init, tmp)
+            table.select("prompt_id", "language", "kind").write_parquet(tmp / "training_data.parquet")
+            write_model_card(tmp, name=title, description=f"{description} Skipped: no pairs; this is {init_asset} unchanged.",
+                             inputs=lineage, settings={"dpo": settings, "reference": str(init), "skipped": SKIPPED})
+            return {"skipped": SKIPPED, "pairs": 0, "copied_from": str(init)}
+
+        if table.is_empty():
+            context.log.warning(f"{title}: no preference pairs in {', '.join(pair_assets)}; keeping {init_asset} as its output")
         print_ = fingerprint("1", content_hash(init), trl_rows(table), settings)
-        reused, info = build_or_reuse(out, print_, build)
+        reused, info = build_or_reuse(out, print_, skip if table.is_empty() else build)
+        meta = report_metadata(out, reused, info, title)
+        meta["skipped"] = info.get("skipped", "no")
         kinds = table.group_by("kind").len().sort("kind")
-        meta = report_metadata(out, reused, info, f"{name}/{context.partition_key}")
         meta["pairs_by_kind"] = dg.MetadataValue.md(markdown_table(kinds))
-        context.log.info(f"{name}/{context.partition_key}: final reward margin {info.get('final_margin')}")
+        context.log.info(f"{title}: final reward margin {info.get('final_margin')}")
         return dg.MaterializeResult(metadata=meta)
 
     return _dpo
@@ -99,10 +140,11 @@ def build_offline_assets(profile: Profile) -> list:
 
     @dg.asset(**PER_LANGUAGE | {"group_name": group}, kinds={"polars", "parquet"}, code_version="1",
               check_specs=[pairs_check("offline_pairs")])
-    def offline_pairs(reward_scores: pl.DataFrame, profile: ProfileResource):
+    def offline_pairs(context: dg.AssetExecutionContext, reward_scores: pl.DataFrame, profile: ProfileResource):
         """Best- vs worst-scored arbitrage completion per prompt (TRL conversational prompt/chosen/rejected)."""
-        yield from pairs_outputs(best_vs_worst(reward_scores, profile.profile.training.min_margin, "best_vs_worst"),
-                                 "offline_pairs")
+        cfg = profile.profile
+        yield from pairs_outputs(context, best_vs_worst(reward_scores, cfg.training.min_margin, "best_vs_worst"),
+                                 "offline_pairs", cfg.clusters)
 
     source = profile.models.translation_source
     assets = [offline_pairs]
@@ -135,7 +177,8 @@ def build_offline_assets(profile: Profile) -> list:
                     for (language,), group in weak.group_by("language", maintain_order=True)
                 ]
             ) if weak.height else pl.DataFrame(schema={"prompt_id": pl.String, "translation": pl.String, "source_model": pl.String})
-            yield from pairs_outputs(translation_contrast(arbitrage_sft, translated), "translation_pairs")
+            yield from pairs_outputs(context, translation_contrast(arbitrage_sft, translated), "translation_pairs",
+                                     cfg.clusters)
 
         assets.append(translation_pairs)
         pair_assets.append("translation_pairs")
@@ -180,8 +223,9 @@ def build_online_round(profile: Profile, r: int, previous: str) -> list:
     @dg.asset(name=pairs, **PER_LANGUAGE | {"group_name": group}, ins={"scores": dg.AssetIn(scores)},
               kinds={"polars", "parquet"}, code_version="1", check_specs=[pairs_check(pairs)],
               description=f"Round {r}: best vs worst of {completions} (TRL conversational pairs).")
-    def _pairs(scores: pl.DataFrame, profile: ProfileResource):
-        yield from pairs_outputs(best_vs_worst(scores, profile.profile.training.min_margin, f"online_{r}"), pairs)
+    def _pairs(context: dg.AssetExecutionContext, scores: pl.DataFrame, profile: ProfileResource):
+        cfg = profile.profile
+        yield from pairs_outputs(context, best_vs_worst(scores, cfg.training.min_margin, f"online_{r}"), pairs, cfg.clusters)
 
     return [
         _completions, _scores, _pairs,

@@ -68,3 +68,18 @@ def translation_contrast(native: pl.DataFrame, translated: pl.DataFrame) -> pl.D
 def trl_rows(pairs: pl.DataFrame) -> list[dict]:
     """The rows TRL's DPOTrainer takes."""
     return pairs.select("prompt", "chosen", "rejected").to_dicts()
+
+
+def cluster_pairs(pairs: pl.DataFrame, clusters: dict[str, list[str]]) -> pl.DataFrame:
+    """Per cluster: the pairs of its languages (what its DPO trains on) and their mean margin (None if unscored)."""
+    rows = []
+    for cluster, languages in clusters.items():
+        own = pairs.filter(pl.col("language").is_in(languages))
+        margins = own["margin"].drop_nulls()
+        rows.append({"cluster": cluster, "pairs": own.height, "mean_margin": float(margins.mean()) if margins.len() else None})
+    return pl.DataFrame(rows, schema={"cluster": pl.String, "pairs": pl.Int64, "mean_margin": pl.Float64})
+
+
+def failing_clusters(per_cluster: pl.DataFrame) -> list[str]:
+    """Clusters whose DPO would train on nothing, or on pairs whose chosen side does not outscore the rejected."""
+    return per_cluster.filter((pl.col("pairs") == 0) | (pl.col("mean_margin") <= 0))["cluster"].to_list()
