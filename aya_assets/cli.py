@@ -157,14 +157,21 @@ def main(argv: list[str] | None = None) -> int:
         from aya_assets.models.checkpoint import CheckpointError
         from aya_assets.profile import ProfileError
         from aya_assets.prompts.sources import PromptSourceError
+        from aya_assets.runner import MaterializeFailed
 
-        if not isinstance(exc, (ProfileError, PromptSourceError, CheckpointError)):
+        failed = exc if isinstance(exc, MaterializeFailed) else None
+        cause = exc.__cause__ if failed and exc.__cause__ is not None else exc
+        bad_input = isinstance(cause, (ProfileError, PromptSourceError, CheckpointError))
+        if not (bad_input or failed):
             raise
-        # Bad input: the message names the file and row, key or tensor, and what to change.
         if args.verbose:
-            traceback.print_exc()
-        print(f"aya: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+            traceback.print_exception(cause)
+        # One line: where, what (the message names the file and row, key or tensor, and what to change), the log.
+        where = f"{failed.where}: " if failed else ""
+        log = f" (the run's log: {failed.run_id}, in `make ui` under Runs; --verbose for the traceback)" if failed else ""
+        message = " ".join(str(cause).split())  # Dagster's check failures span lines
+        print(f"aya: {where}{type(cause).__name__}: {message}{log}", file=sys.stderr)
+        return 2 if bad_input else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,6 +35,14 @@ def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> 
     return out
 
 
+class MaterializeFailed(RuntimeError):
+    """A run of `materialize_all` failed: which assets and partition, and the run whose log has the whole story."""
+
+    def __init__(self, where: str, run_id: str | None):
+        super().__init__(where)
+        self.where, self.run_id = where, run_id
+
+
 def materialize_all(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -46,8 +54,13 @@ def materialize_all(
     results = []
 
     def run(layer, tags, partition_key=None):
-        results.append(dg.materialize(assets, selection=layer, instance=instance, resources=defs.resources,
-                                      tags=tags, partition_key=partition_key, raise_on_error=True))
+        try:
+            results.append(dg.materialize(assets, selection=layer, instance=instance, resources=defs.resources,
+                                          tags=tags, partition_key=partition_key, raise_on_error=True))
+        except Exception as exc:
+            where = ", ".join(k.to_user_string() for k in layer) + (f" [{partition_key}]" if partition_key else "")
+            latest = instance.get_runs(limit=1)
+            raise MaterializeFailed(where, latest[0].run_id if latest else None) from exc
 
     for layer in layers(defs, selection):
         node = graph.get(layer[0])

@@ -1,6 +1,7 @@
 """`aya` on bad input: every case exits with status 2, names the file and row, the key or the tensor, and writes nothing."""
 
 import io
+import json
 import re
 import sys
 
@@ -66,7 +67,7 @@ def test_bad_prompt_file_exits_non_zero_naming_file_and_row(cli_home, write_prof
         source["language"] = "en"
     profile = write_profile(prompts={"sources": [source]})
     code, err = run_aya("--profile", profile, "materialize", "--select", "prompts")
-    assert code == 2 and "aya: PromptSourceError: " in err
+    assert code == 2 and re.search(r"^aya: (\S+( \[\w+\])?: )?PromptSourceError: ", err, re.M)
     assert re.search(message, err), err
     assert written(cli_home) == []
 
@@ -75,7 +76,7 @@ def test_bad_prompt_file_exits_non_zero_naming_file_and_row(cli_home, write_prof
 def test_bad_profile_exits_2_naming_the_key(cli_home, write_profile, overrides, message):
     profile = write_profile(**overrides)
     code, err = run_aya("--profile", profile, "materialize", "--select", "prompts")
-    assert code == 2 and "aya: ProfileError: " in err
+    assert code == 2 and re.search(r"^aya: (\S+( \[\w+\])?: )?ProfileError: ", err, re.M)
     assert profile in err and re.search(message, err), err
     assert written(cli_home) == []
 
@@ -95,7 +96,7 @@ def test_bad_configured_checkpoint_exits_non_zero_naming_the_tensor(cli_home, wr
                                     "student": {"name": "s", "path": str(ckpt[broken])},
                                     "reward_model": {"name": "r", "path": good}, "translation_source": None})
     code, err = run_aya("--profile", profile, "materialize", "--select", "student_base")
-    assert code == 2 and "aya: CheckpointError: " in err and str(ckpt[broken]) in err
+    assert code == 2 and re.search(r"^aya: (\S+( \[\w+\])?: )?CheckpointError: ", err, re.M) and str(ckpt[broken]) in err
     assert re.search(message, err), err
     assert written(cli_home) == []
 
@@ -109,3 +110,20 @@ def test_sql_refusal_and_error_exit_codes(cli_home):
 def test_sql_csv_writes_lists_and_structs_as_json(cli_home, capsys):
     assert main(["sql", "select [1, 2] as xs, {'a': 'é'} as s, 3 as n", "--csv"]) == 0
     assert capsys.readouterr().out.splitlines() == ["xs,s,n", '"[1, 2]","{""a"": ""é""}",3']
+
+
+def test_a_failed_step_is_one_line_naming_the_asset_and_the_run(cli_home, write_profile, tmp_path):
+    """A blocking check that fails (English prompts labelled Greek): exit 1, the asset, the cause, the run's id."""
+    english = ["How do I sort a list of numbers in Python?", "Write a short poem about the sea at night.",
+               "What is the capital of Australia and why was it chosen?", "Explain how a bicycle stays upright."] * 3
+    question = tmp_path / "question.jsonl"
+    question.write_text("".join(json.dumps({"question_id": f"q{i}", "category": "c", "cluster": "c",
+                                            "turns": [{"content": f"{text} ({i})"}]}) + "\n"
+                                for i, text in enumerate(english)))
+    profile = write_profile(prompts={"sources": [{"kind": "seed"}, {"kind": "arena_hard", "path": str(question),
+                                                                   "language": "el"}]})
+    code, err = run_aya("--profile", profile, "materialize", "--select", "prompts")
+    lines = [line for line in err.splitlines() if line.startswith("aya: ")]
+    assert code == 1 and len(lines) == 1, err
+    assert re.match(r"aya: prompts: DagsterAssetCheckFailedError: .*language.*the run's log: [0-9a-f-]{36}", lines[0]), lines
+    assert "Traceback" not in err
