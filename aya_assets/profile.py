@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Callable, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aya_assets import paths
 from aya_assets.languages import DEFAULT_CLUSTERS, check_language, validate_clusters
+from aya_assets.models.checkpoint import TOKENIZER_FILES
 from aya_assets.models.tiny import TinyArchitecture, TrainSettings
 from aya_assets.training.dpo import DPOSettings
 
@@ -30,6 +33,33 @@ def _existing(path: str) -> str:
     if not paths.resolve(path).exists():
         raise ValueError(f"path does not exist: {paths.resolve(path)}")
     return path
+
+
+def _localized(path: str | None) -> str | None:
+    """A model path that exists (from the checkout) becomes absolute, so it means the same from any working directory."""
+    return str(paths.resolve(path)) if path is not None and paths.resolve(path).exists() else path
+
+
+def check_device(value: str) -> str:
+    """auto and cpu work anywhere; cuda[:n] and mps only where torch sees that device."""
+    if value in ("auto", "cpu"):
+        return value
+    import torch
+
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{value!r} is not a torch device; use auto, cpu, cuda or cuda:<index>") from None
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and not cuda:
+        raise ValueError(f"{value!r} but torch sees no CUDA device on this machine; set it to auto (the GPU when there is one) or cpu")
+    if device.type == "cuda" and (device.index or 0) >= cuda:
+        raise ValueError(f"{value!r} but torch sees {cuda} CUDA device(s); use cuda:0 to cuda:{cuda - 1} or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{value!r} but torch sees no MPS device on this machine; set it to auto or cpu")
+    if device.type not in ("cuda", "mps"):
+        raise ValueError(f"{value!r}: only auto, cpu, cuda[:n] and mps are supported")
+    return value
 
 
 class ColumnMap(_Strict):
@@ -131,6 +161,7 @@ class ModelRef(_Strict):
     revision: str | None = None
     focus: list[str] = []  # languages or cluster names this model is (mostly) trained on when built
     in_pool: bool = True  # teachers only: whether it answers in the arbitrage pool
+    _local = field_validator("path")(_localized)
 
 
 class ModelsConfig(_Strict):
@@ -163,8 +194,6 @@ class ModelsConfig(_Strict):
             for ref in [*self.teachers, self.student, self.reward_model]:
                 if ref.path is None:
                     raise ValueError(f"{ref.name}: `path` is required when models.build is false")
-                if Path(ref.path).is_absolute() or ref.path.startswith("."):
-                    _existing(ref.path)  # a local checkpoint must exist; anything else is a hub id
         return self
 
 
@@ -196,6 +225,7 @@ class GenerationConfig(_Strict):
     shard_size: int = Field(64, ge=1)  # prompts per resumable shard
     vllm: VllmSettings = VllmSettings()
     endpoint: EndpointSettings | None = None
+    _device = field_validator("device")(check_device)
 
     @model_validator(mode="after")
     def _endpoint(self):
@@ -208,6 +238,7 @@ class ArbiterConfig(_Strict):
     language_weight: float = Field(1.0, ge=0.0)  # score = reward + weight * P(completion is in the prompt's language)
     batch_size: int = Field(32, ge=1)
     device: str = "auto"
+    _device = field_validator("device")(check_device)
 
 
 class ArbitrageConfig(_Strict):
@@ -247,6 +278,8 @@ class TranslationConfig(_Strict):
     model: str = "facebook/nllb-200-distilled-600M"
     batch_size: int = Field(16, ge=1)
     device: str = "auto"
+    _device = field_validator("device")(check_device)
+    _local = field_validator("model")(_localized)
 
 
 class EvaluationConfig(_Strict):
@@ -266,6 +299,8 @@ class EvaluationConfig(_Strict):
         if self.judge == "llm" and not self.judge_model:
             raise ValueError("evaluation.judge 'llm' needs evaluation.judge_model")
         return self
+
+    _local = field_validator("judge_model")(_localized)
 
 
 class Profile(_Strict):
@@ -303,6 +338,9 @@ class Profile(_Strict):
             for item in ref.focus:
                 if item not in self.clusters:
                     check_language(item, f"models: {ref.name}.focus")
+        problems = [p for m in configured_models(self) if (p := local_problem(m))]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def focus_languages(self, ref: ModelRef) -> list[str]:
@@ -312,6 +350,99 @@ class Profile(_Strict):
     @property
     def pool_teachers(self) -> list[str]:
         return [t.name for t in self.models.teachers if t.in_pool]
+
+
+# --- the checkpoints a profile names: checked at load (local) and before the first GPU step (hub) ---------------
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as the hub spells a repo id
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+class ConfiguredModel(NamedTuple):
+    """A checkpoint the profile names: its key, where it is, and what the pipeline needs from it."""
+
+    key: str
+    path: str
+    revision: str | None
+    chat: bool  # prompted (or scored) through its chat template
+    fix: str  # what to change when it cannot be used
+
+
+def configured_models(profile: Profile) -> list[ConfiguredModel]:
+    """Every checkpoint a run loads: pretrained models (models.build false), the LLM judge, the translator."""
+    served = profile.generation.backend == "endpoint"  # teachers and the judge are then names on the server
+    models, out = profile.models, []
+
+    def local(key: str, path: str, revision: str | None = None, name: str | None = None) -> ConfiguredModel:
+        return ConfiguredModel(f"{key} ({name})" if name else key, path, revision, True,
+                               f"point {key} at a local checkpoint directory")
+
+    if not models.build:
+        if not served:
+            out += [local(f"models.teachers.{i}.path", t.path, t.revision, t.name) for i, t in enumerate(models.teachers)]
+        out += [local("models.student.path", models.student.path, models.student.revision),
+                local("models.reward_model.path", models.reward_model.path, models.reward_model.revision)]
+    if profile.evaluation.judge == "llm" and not served:
+        out.append(local("evaluation.judge_model", profile.evaluation.judge_model))
+    if profile.translation.translator == "nllb":
+        out.append(ConfiguredModel("translation.model", profile.translation.model, None, False,
+                                   "point translation.model at a local NLLB directory, or set translation.translator: none"))
+    return out
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it, but read now (the library reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _file_problem(model: ConfiguredModel, where: str, find: Callable[[str], Path | None]) -> str | None:
+    """What a checkpoint lacks, given a way to find its files (a local directory or the HF cache)."""
+    if find("config.json") is None:
+        return f"{model.key}: {where} has no config.json, so it is not a Hugging Face checkpoint; {model.fix}"
+    if not any(find(f) for f in WEIGHT_FILES):
+        return f"{model.key}: {where} has no weights ({', '.join(WEIGHT_FILES)}); {model.fix}"
+    if not any(find(f) for f in TOKENIZER_FILES):
+        return f"{model.key}: {where} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the model's tokenizer beside it"
+    config = find("tokenizer_config.json")
+    if model.chat and not any(find(f) for f in CHAT_TEMPLATE_FILES) and (
+            config is None or "chat_template" not in json.loads(config.read_text(encoding="utf-8"))):
+        return (f"{model.key}: {where} has no chat template ({', '.join(CHAT_TEMPLATE_FILES)} or tokenizer_config.json's "
+                f"chat_template), and the pipeline prompts it through one; use a chat/instruct checkpoint or add its template")
+    return None
+
+
+def local_problem(model: ConfiguredModel) -> str | None:
+    """At load: a path that exists is a complete local checkpoint; one that does not must look like a hub id."""
+    where = paths.resolve(model.path)
+    if where.exists():
+        return _file_problem(model, str(where), lambda f: where / f if (where / f).is_file() else None)
+    if Path(model.path).expanduser().is_absolute() or model.path.startswith("."):
+        return f"{model.key}: path does not exist: {where}; {model.fix}"
+    if not HUB_ID.fullmatch(model.path):
+        return (f"{model.key}: {model.path!r} is neither a local path (no {where}) nor a hub id org/name; "
+                f"{model.fix} (relative paths are taken from the checkout) or give its hub id")
+    return None  # a hub id: hub_problem checks it where the run needs it, so the definitions load offline
+
+
+def hub_problem(model: ConfiguredModel, cache_dir: str | Path | None = None) -> str | None:
+    """Before the first GPU step: a hub id is accepted when the hub is reachable or the checkpoint is in the HF cache."""
+    if paths.resolve(model.path).exists() or not HUB_ID.fullmatch(model.path) or not hub_offline():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> Path | None:
+        found = try_to_load_from_cache(model.path, filename, cache_dir=cache_dir, revision=model.revision)
+        return Path(found) if isinstance(found, str) else None  # None or a "known missing" marker otherwise
+
+    if cached("config.json") is None:
+        return (f"{model.key}: {model.path} not found locally and HF_HUB_OFFLINE=1; download it first "
+                f"(hf download {model.path}) or {model.fix}")
+    return _file_problem(model, f"the cached {model.path}", cached)
+
+
+def hub_problems(profile: Profile, cache_dir: str | Path | None = None) -> list[str]:
+    return [p for m in configured_models(profile) if (p := hub_problem(m, cache_dir))]
 
 
 def profile_path(name_or_path: str | None = None) -> Path:
@@ -336,7 +467,9 @@ def load_profile(name_or_path: str | None = None) -> Profile:
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:
+        # Our own messages start with the key they are about; pydantic's "Value error, " prefix adds nothing.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+            ": ".join(filter(None, ['.'.join(str(p) for p in err['loc']), err['msg'].removeprefix("Value error, ")]))
+            for err in exc.errors()
         )
         raise ProfileError(f"{path}: {problems}") from None

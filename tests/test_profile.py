@@ -1,6 +1,19 @@
-import pytest
+import math
+import re
+import shutil
 
-from aya_assets.profile import ProfileError, load_profile
+import dagster as dg
+import huggingface_hub
+import pytest
+import torch
+from helpers import OTHER_TEXTS, TEXTS, save_llama
+from transformers import LlamaConfig, LlamaForSequenceClassification
+
+from aya_assets.definitions import build_definitions
+from aya_assets.models.tokenizer import train_tokenizer
+from aya_assets.preflight import configured_models_available
+from aya_assets.profile import ProfileError, configured_models, hub_problems, load_profile
+from aya_assets.resources import ProfileResource
 
 
 def test_shipped_profiles_are_valid():
@@ -35,6 +48,21 @@ BAD_PROFILES = [
         {"prompts": {"sources": [{"kind": "seed"}, {"kind": "seed"}]}},
         r"source names must be unique, repeated: seed",
     ),
+    # Configured checkpoints, checked at load: a relative path that is neither there nor org/name is no hub id,
+    # an existing path must be a checkpoint, and a missing translator says how to do without one.
+    ({"models": {"build": False, "teachers": [{"name": "t", "path": "no_such_dir"}],
+                 "student": {"name": "s", "path": "org/student"}, "reward_model": {"name": "r", "path": "org/rm"},
+                 "translation_source": None}},
+     r"models\.teachers\.0\.path \(t\): 'no_such_dir' is neither a local path .* nor a hub id org/name"),
+    ({"models": {"build": False, "teachers": [{"name": "t", "path": "data/seed"}],
+                 "student": {"name": "s", "path": "org/student"}, "reward_model": {"name": "r", "path": "org/rm"},
+                 "translation_source": None}},
+     r"models\.teachers\.0\.path \(t\): .*data/seed has no config\.json, so it is not a Hugging Face checkpoint"),
+    ({"evaluation": {"judge": "llm", "judge_model": "./no/judge"}},
+     r"evaluation\.judge_model: path does not exist: .*no/judge; point evaluation\.judge_model at a local checkpoint"),
+    ({"translation": {"translator": "nllb", "model": "./no/nllb"}},
+     r"translation\.model: path does not exist: .*no/nllb; .*or set translation\.translator: none"),
+    ({"generation": {"device": "gpu"}}, r"generation\.device: 'gpu' is not a torch device"),
 ]
 
 
@@ -49,3 +77,121 @@ def test_bad_profile_errors_name_the_key(write_profile, overrides, message):
 def test_missing_profile_file():
     with pytest.raises(ProfileError, match="profile not found"):
         load_profile("no_such_profile")
+
+
+# --- configured checkpoints ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """A tiny chat Llama, a sequence-classification reward model with its own tokenizer, and broken copies."""
+    root = tmp_path_factory.mktemp("zoo")
+    out = {"chat": save_llama(root / "chat", train_tokenizer(TEXTS, root / "tok", vocab_size=600), seed=1)}
+    rm_tokenizer = train_tokenizer(OTHER_TEXTS + TEXTS, root / "rm_tok", vocab_size=500)
+    config = LlamaConfig(vocab_size=len(rm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=rm_tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(config).save_pretrained(root / "reward")
+    rm_tokenizer.save_pretrained(root / "reward")
+    out["reward"] = root / "reward"
+    for broken, files in {"no_config": ["config.json"], "no_weights": ["model.safetensors"],
+                          "no_tokenizer": ["tokenizer.json"], "no_template": ["chat_template.jinja"]}.items():
+        out[broken] = shutil.copytree(out["chat"], root / broken)
+        for name in files:
+            (out[broken] / name).unlink()
+    return out
+
+
+def zoo_profile(zoo, **paths) -> dict:
+    """Profile overrides: every model a local checkpoint of the zoo (models.build false); `paths` replace roles."""
+    where = {"teacher": zoo["chat"], "student": zoo["chat"], "reward": zoo["reward"]} | {k: zoo[v] for k, v in paths.items()}
+    overrides = {"models": {"build": False, "teachers": [{"name": "t", "path": str(where["teacher"])}],
+                            "student": {"name": "s", "path": str(where["student"])},
+                            "reward_model": {"name": "r", "path": str(where["reward"])}, "translation_source": None}}
+    if "judge" in where:
+        overrides["evaluation"] = {"judge": "llm", "judge_model": str(where["judge"])}
+    if "translator" in where:
+        overrides["translation"] = {"translator": "nllb", "model": str(where["translator"])}
+    return overrides
+
+
+# (role -> zoo checkpoint, the message fragment)
+BAD_CHECKPOINTS = [
+    ({"teacher": "no_config"}, r"models\.teachers\.0\.path \(t\): .*no_config has no config\.json"),
+    ({"student": "no_weights"}, r"models\.student\.path: .*no_weights has no weights \(model\.safetensors"),
+    ({"reward": "no_tokenizer"}, r"models\.reward_model\.path: .*no_tokenizer has no tokenizer"),
+    ({"teacher": "no_template"}, r"models\.teachers\.0\.path \(t\): .*no_template has no chat template"),
+    ({"judge": "no_template"}, r"evaluation\.judge_model: .*no_template has no chat template"),
+    ({"translator": "no_config"}, r"translation\.model: .*no_config has no config\.json.*set translation\.translator: none"),
+]
+
+
+@pytest.mark.parametrize("paths, message", BAD_CHECKPOINTS)
+def test_configured_checkpoints_are_checked_at_load(write_profile, zoo, paths, message):
+    path = write_profile(**zoo_profile(zoo, **paths))
+    with pytest.raises(ProfileError, match=message) as info:
+        load_profile(path)
+    assert path in str(info.value) and "\n" not in str(info.value)
+
+
+def test_complete_local_checkpoints_load(write_profile, zoo):
+    profile = load_profile(write_profile(**zoo_profile(zoo, judge="chat", translator="no_template")))  # NLLB: no chat
+    assert [m.key for m in configured_models(profile)] == [
+        "models.teachers.0.path (t)", "models.student.path", "models.reward_model.path", "evaluation.judge_model",
+        "translation.model"]
+    assert hub_problems(profile) == []
+
+
+def test_arbiter_scores_with_the_configured_reward_model(write_profile, zoo):
+    arbiter = build_definitions(write_profile(**zoo_profile(zoo))).resources["arbiter"]
+    assert arbiter.model == str(zoo["reward"])  # not data/models/reward_model, which only a built profile has
+    [reward] = arbiter.rewards(["Hello, how are you?"], ["bonjour le monde"])
+    assert math.isfinite(reward)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("section", ["generation", "arbiter", "translation"])
+def test_cuda_device_without_cuda_names_the_key(write_profile, section):
+    with pytest.raises(ProfileError, match=rf"{section}\.device: 'cuda' but torch sees no CUDA device on this machine"):
+        load_profile(write_profile(**{section: {"device": "cuda"}}))
+
+
+def fake_hub_cache(root, repo: str, checkpoint, drop: tuple[str, ...] = ()):
+    """The HF cache layout (models--org--name/refs/main, snapshots/<commit>/) holding a copy of `checkpoint`."""
+    repo_dir = root / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(checkpoint, repo_dir / "snapshots" / ("0" * 40), ignore=shutil.ignore_patterns(*drop))
+
+
+# (cached repos, offline, the preflight's message fragment or None)
+HUB_CASES = [
+    ({}, True, r"models\.student\.path: org/student not found locally and HF_HUB_OFFLINE=1; download it first "
+               r"\(hf download org/student\) or point models\.student\.path at a local checkpoint directory"),
+    ({}, False, None),  # the hub is reachable: transformers downloads it
+    ({"org/student": ()}, True, None),
+    ({"org/student": ("chat_template.jinja",)}, True, r"models\.student\.path: the cached org/student has no chat template"),
+    ({"org/student": ("tokenizer.json",)}, True, r"models\.student\.path: the cached org/student has no tokenizer"),
+]
+
+
+@pytest.mark.parametrize("cached, offline, message", HUB_CASES)
+def test_hub_ids_are_checked_by_the_preflight(write_profile, zoo, tmp_path, monkeypatch, cached, offline, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    overrides = zoo_profile(zoo)
+    overrides["models"]["student"]["path"] = "org/student"
+    profile = load_profile(write_profile(**overrides))  # a hub id never fails the load
+    cache = tmp_path / "hf_cache"
+    cache.mkdir()
+    for repo, drop in cached.items():
+        fake_hub_cache(cache, repo, zoo["chat"], drop)
+    problems = hub_problems(profile, cache_dir=cache)
+    assert (problems == []) if message is None else (len(problems) == 1 and re.search(message, problems[0]))
+
+
+def test_preflight_check_fails_on_an_uncached_hub_id_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    result = configured_models_available(dg.build_asset_check_context(), profile=ProfileResource(name_or_path="gpu"))
+    assert not result.passed and "translation.translator: none" in result.metadata["problems"].value
+    spec = next(iter(configured_models_available.check_specs))
+    assert spec.blocking and spec.asset_key == dg.AssetKey("prompts")  # it stops every run before any model step

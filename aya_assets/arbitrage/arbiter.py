@@ -24,6 +24,7 @@ class Arbiter(dg.ConfigurableResource):
     """
 
     model: str  # local checkpoint dir or hub id of an AutoModelForSequenceClassification
+    revision: str | None = None  # hub ids only: branch, tag or commit
     language_weight: float = 1.0
     batch_size: int = 32
     device: str = "auto"
@@ -37,12 +38,12 @@ class Arbiter(dg.ConfigurableResource):
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             device = _device(self.device)
-            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-            model = AutoModelForSequenceClassification.from_pretrained(self.model, dtype=dtype).to(device).eval()
+            model = AutoModelForSequenceClassification.from_pretrained(self.model, revision=self.revision, dtype=dtype).to(device).eval()
             if model.config.pad_token_id is None:
                 model.config.pad_token_id = tokenizer.pad_token_id
             self._loaded = (tokenizer, model, device)

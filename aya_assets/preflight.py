@@ -1,0 +1,25 @@
+"""A blocking check before the first GPU step: every hub checkpoint the profile names can be loaded here.
+
+Hub ids are checked here rather than when the definitions load, so that the definitions (and the UI) load offline
+on any machine, while a run stops before its first model step when a checkpoint is neither reachable nor cached.
+Local paths, chat templates and devices are checked at load (aya_assets.profile).
+"""
+
+import dagster as dg
+
+from aya_assets.profile import configured_models, hub_problems
+from aya_assets.resources import ProfileResource
+
+MODELS_AVAILABLE = "configured_models_available"
+
+
+@dg.asset_check(asset="prompts", name=MODELS_AVAILABLE, blocking=True,
+                description="every configured hub checkpoint is reachable or in the local HF cache")
+def configured_models_available(context: dg.AssetCheckExecutionContext, profile: ProfileResource) -> dg.AssetCheckResult:
+    problems = hub_problems(profile.profile)
+    for problem in problems:
+        context.log.error(problem)
+    return dg.AssetCheckResult(passed=not problems, metadata={
+        "models": ", ".join(m.key for m in configured_models(profile.profile)) or "none",
+        "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+    })
