@@ -42,7 +42,7 @@ def resources(profile: Profile, profile_name: str | None) -> dict:
         "arbiter": Arbiter(**arbiter_model, **profile.arbiter.model_dump()),
         "translator": NoTranslator() if tr.translator == "none"
         else NLLBTranslator(model=tr.model, batch_size=tr.batch_size, device=tr.device),
-        "judge": LLMJudge(model=ev.judge_model, backend=generator) if ev.judge == "llm"
+        "judge": LLMJudge(model=ev.judge_model, backend=generator, max_new_tokens=ev.judge_max_new_tokens) if ev.judge == "llm"
         else ReferenceJudge(fidelity_weight=ev.fidelity_weight, tie_margin=ev.tie_margin),
     }
 

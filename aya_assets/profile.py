@@ -288,6 +288,9 @@ class EvaluationConfig(_Strict):
     baselines: list[str] = ["student_base", "best_single_teacher"]
     judge: Literal["reference", "llm"] = "reference"  # reference: lingua + chrF (tiny); llm: Arena-Hard prompt
     judge_model: str | None = None  # llm judge: checkpoint dir, hub id or served name (never the arbiter)
+    # Arena-Hard's judge reasons before its label; too few tokens cut the label off (counted as unparsed).
+    judge_max_new_tokens: int = Field(1024, ge=1)
+    max_unparsed_share: float = Field(0.1, ge=0.0, le=1.0)  # judgements without a label; more fails win_rates
     fidelity_weight: float = Field(0.5, ge=0.0, le=1.0)
     tie_margin: float = Field(0.02, ge=0.0)
     bootstrap_resamples: int = Field(1000, ge=100)

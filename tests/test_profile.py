@@ -10,6 +10,8 @@ from helpers import OTHER_TEXTS, TEXTS, save_llama
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from aya_assets.definitions import build_definitions
+from aya_assets.evaluation.judge import LLMJudge
+from aya_assets.generation import VLLMBackend
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.preflight import configured_models_available
 from aya_assets.profile import ProfileError, configured_models, hub_problems, load_profile
@@ -77,6 +79,16 @@ def test_bad_profile_errors_name_the_key(write_profile, overrides, message):
 def test_missing_profile_file():
     with pytest.raises(ProfileError, match="profile not found"):
         load_profile("no_such_profile")
+
+
+def test_gpu_profile_definitions_load_offline_with_the_llm_judge_wired():
+    defs = build_definitions("gpu")  # hub ids everywhere, HF_HUB_OFFLINE=1: they wait for the preflight check
+    dg.Definitions.validate_loadable(defs)
+    judge, gpu = defs.resources["judge"], load_profile("gpu")
+    assert isinstance(judge, LLMJudge) and isinstance(judge.backend, VLLMBackend)
+    assert judge.model == gpu.evaluation.judge_model and judge.max_new_tokens == gpu.evaluation.judge_max_new_tokens
+    assert defs.resources["arbiter"].model == gpu.models.reward_model.path
+    assert dg.AssetCheckKey(dg.AssetKey("prompts"), "configured_models_available") in defs.resolve_asset_graph().asset_check_keys
 
 
 # --- configured checkpoints ------------------------------------------------------------------------------------------

@@ -1,17 +1,20 @@
 """Stage 6: every stage answers the held-out prompts; a judge (not the arbiter) compares them pairwise."""
 
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import polars as pl
 
 from aya_assets import plots
 from aya_assets.arbitrage.assets import sampling_settings
-from aya_assets.arbitrage.pool import generate_pool
+from aya_assets.arbitrage.pool import generate_pool, owner_key
 from aya_assets.evaluation import report
 from aya_assets.evaluation.judge import Judge
 from aya_assets.evaluation.stages import BEST_SINGLE, final_stage, stage_deps, stage_keys, stage_model
-from aya_assets.evaluation.winrates import judge_both_orders, summarize
+from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, summarize, unparsed_example,
+                                            unparsed_shares)
 from aya_assets.generation import GenerationBackend
 from aya_assets.models.checkpoint import content_hash
 from aya_assets.profile import Profile
@@ -20,26 +23,66 @@ from aya_assets.store import PARTITION_COLUMN, markdown_table
 
 GROUP = "evaluation"
 NO_REGRESSION = "final_not_below_arbitrage_sft"
+VERDICTS_PARSED = "judge_verdicts_parsed"
+SUMMARY_COLUMNS = ["stage", "baseline", "language", "prompts", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
+                   "judgements", "unparsed"]
 
 
-def resolve_baselines(profile: Profile, overall_vs_base: dict[str, float]) -> list[str]:
+def resolve_baselines(profile: Profile, overall_vs_base: dict[str, float | None]) -> list[str]:
     """Configured baselines with best_single_teacher replaced by the strongest single-teacher SFT."""
     singles = {k: v for k, v in overall_vs_base.items() if k.startswith("single_")}
+    rated = {k: v for k, v in singles.items() if v is not None}  # a stage with no verdict has no rate to rank
     out = []
     for b in profile.evaluation.baselines:
-        if b == BEST_SINGLE:
-            if singles:
-                out.append(max(singles, key=lambda k: (singles[k], k)))
-        else:
+        if b != BEST_SINGLE:
             out.append(b)
+        elif rated:
+            out.append(max(rated, key=lambda k: (rated[k], k)))
+        elif singles:
+            raise ValueError(f"evaluation.baselines: {BEST_SINGLE} cannot be chosen: the judge gave no verdict on any pair "
+                             f"of {', '.join(sorted(singles))} against student_base (see win_rates' `unparsed`)")
     return list(dict.fromkeys(out))
 
 
-def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, resamples: int, seed: int) -> pl.DataFrame:
-    cand = generations.filter(pl.col("stage") == stage).select("prompt_id", "language", "prompt", "reference", candidate="completion")
-    base = generations.filter(pl.col("stage") == baseline).select("prompt_id", baseline="completion")
-    verdicts = judge_both_orders(judge, cand.join(base, on="prompt_id").sort("language", "prompt_id"))
-    return summarize(verdicts, resamples, seed).with_columns(stage=pl.lit(stage), baseline=pl.lit(baseline))
+class Comparison(NamedTuple):
+    summary: pl.DataFrame  # winrates.summarize, with stage and baseline
+    verdicts: pl.DataFrame
+    counts: dict[str, int]  # verdict shards judged / reused
+
+
+def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, shards: VerdictShards,
+            resamples: int, seed: int) -> Comparison:
+    verdicts, counts = cached_verdicts(judge, pair_frame(generations, stage, baseline), f"{stage}_vs_{baseline}", shards)
+    summary = summarize(verdicts, resamples, seed).with_columns(stage=pl.lit(stage), baseline=pl.lit(baseline))
+    return Comparison(summary, verdicts, counts)
+
+
+def judge_stages(judge: Judge, generations: pl.DataFrame, profile: Profile, shards: VerdictShards
+                 ) -> tuple[list[str], list[Comparison], dict[str, float | None]]:
+    """Every stage against student_base (which decides best_single_teacher), then against each other baseline.
+
+    Returns the resolved baselines, the comparisons against them, and each stage's overall rate vs student_base.
+    """
+    stages, ev = stage_keys(profile), profile.evaluation
+    run = partial(compare, judge, generations, shards=shards, resamples=ev.bootstrap_resamples, seed=profile.seed)
+    vs_base = [run(s, "student_base") for s in stages if s != "student_base"]
+    overall = {c.summary["stage"][0]: c.summary.filter(pl.col("language") == "all")["win_rate"][0] for c in vs_base}
+    baselines = resolve_baselines(profile, overall)
+    done = list(vs_base) if "student_base" in baselines else []
+    done += [run(s, b) for b in baselines if b != "student_base" for s in stages if s != b]
+    return baselines, done, overall
+
+
+def verdicts_parsed(result: pl.DataFrame, comparisons: list[Comparison], limit: float) -> dg.AssetCheckResult:
+    """Fails when any stage's share of judgements without a verdict passes `limit` (its win rate means little)."""
+    shares = unparsed_shares(result)
+    worst = shares.row(0, named=True)
+    return dg.AssetCheckResult(
+        check_name=VERDICTS_PARSED, passed=worst["share"] <= limit,
+        metadata={"worst": f"{worst['stage']} vs {worst['baseline']}", "worst_unparsed_share": worst["share"],
+                  "max_unparsed_share": limit, "unparsed_by_stage": dg.MetadataValue.md(markdown_table(shares, rows=shares.height)),
+                  "example": next((e for c in comparisons if (e := unparsed_example(c.verdicts))), "none")},
+    )
 
 
 def build_evaluation_assets(profile: Profile) -> list:
@@ -65,7 +108,8 @@ def build_evaluation_assets(profile: Profile) -> list:
         sampling = sampling_settings(cfg).model_copy(update={"n": 1, "temperature": cfg.evaluation.temperature})
         model_hash = content_hash(Path(model)) if Path(model).exists() else model
         table, _ = generate_pool(evals, {stage: model}, {stage: model_hash}, generator, sampling,
-                                 store.data / "shards" / "eval_generations", cfg.generation.shard_size, log=context.log.info)
+                                 store.data / "shards" / "eval_generations", cfg.generation.shard_size, log=context.log.info,
+                                 profile=cfg.name)
         out = table.rename({"teacher": "stage"}).drop("sample").join(evals.select("prompt_id", "reference"), on="prompt_id")
         context.add_output_metadata({"model": model, "eval_prompts": evals.height})
         return out
@@ -76,39 +120,44 @@ def build_evaluation_assets(profile: Profile) -> list:
         kinds={"polars", "parquet", "matplotlib"},
         code_version="1",
         check_specs=[dg.AssetCheckSpec(NO_REGRESSION, asset="win_rates",
-                                       description="the final merge does not fall below the arbitrage SFT merge")],
+                                       description="the final merge does not fall below the arbitrage SFT merge"),
+                     dg.AssetCheckSpec(VERDICTS_PARSED, asset="win_rates", blocking=True,
+                                       description="no stage's share of judgements without a verdict passes "
+                                                   "evaluation.max_unparsed_share")],
     )
     def win_rates(context: dg.AssetExecutionContext, eval_generations: pl.DataFrame, profile: ProfileResource,
                   store: ArtifactStore, judge: Judge):
         """Each stage against each baseline, per language and overall: W/T/L, win rate (ties half), bootstrap 95% CI."""
         cfg = profile.profile
         ev = cfg.evaluation
-        vs_base = [compare(judge, eval_generations, s, "student_base", ev.bootstrap_resamples, cfg.seed)
-                   for s in stages if s != "student_base"]
-        overall = {t["stage"][0]: t.filter(pl.col("language") == "all")["win_rate"][0] for t in vs_base}
-        baselines = resolve_baselines(cfg, overall)
-        tables = list(vs_base) if "student_base" in baselines else []
-        for b in baselines:
-            if b != "student_base":
-                tables += [compare(judge, eval_generations, s, b, ev.bootstrap_resamples, cfg.seed) for s in stages if s != b]
-        result = pl.concat(tables).select("stage", "baseline", "language", "prompts", "wins", "ties", "losses",
-                                          "win_rate", "ci_low", "ci_high")
+        shards = VerdictShards(store.data / "shards" / "win_rates", owner_key(cfg.name, judge.name),
+                               cfg.generation.shard_size, context.log.info)
+        baselines, done, overall = judge_stages(judge, eval_generations, cfg, shards)
+        result = pl.concat([c.summary for c in done]).select(*SUMMARY_COLUMNS)
+        overall_rows = result.filter(pl.col("language") == "all")
+        unparsed = int(overall_rows["unparsed"].sum())
+        if unparsed:
+            context.log.warning(f"{judge.name} gave no verdict in {unparsed} of {int(overall_rows['judgements'].sum())} judgements")
         charts = report.write(result, stages, baselines, final_stage(cfg), store.reports, judge.name)
         step_table = report.step_table(result, stages)
         yield dg.Output(result, metadata={
             "baselines": ", ".join(baselines),
             "judge": judge.name,
-            "step_by_step": dg.MetadataValue.md(markdown_table(step_table, rows=len(stages) * 2)),
+            "unparsed": unparsed,
+            "verdict_shards_judged": sum(c.counts["generated"] for c in done),
+            "verdict_shards_reused": sum(c.counts["reused"] for c in done),
+            "step_by_step": dg.MetadataValue.md(markdown_table(report.shown(step_table), rows=step_table.height)),
             **{name: dg.MetadataValue.md(plots.markdown_image(png, name)) for name, png in charts.items()},
             "report": dg.MetadataValue.path(str(store.reports / "latest.md")),
         })
+        yield verdicts_parsed(result, done, ev.max_unparsed_share)
         final, sft = final_stage(cfg), "sft_merged"
         rate = {s: overall.get(s) for s in (final, sft)}
         passed = None in rate.values() or rate[final] >= rate[sft] - ev.regression_tolerance
         yield dg.AssetCheckResult(
             check_name=NO_REGRESSION, passed=bool(passed), severity=dg.AssetCheckSeverity.WARN,
-            metadata={f"{final}_vs_student_base": rate[final] or 0.0, "sft_merged_vs_student_base": rate[sft] or 0.0,
-                      "tolerance": ev.regression_tolerance},
+            metadata={f"{final}_vs_student_base": report.rate_text(rate[final]),
+                      "sft_merged_vs_student_base": report.rate_text(rate[sft]), "tolerance": ev.regression_tolerance},
         )
 
     return [eval_generations, win_rates]

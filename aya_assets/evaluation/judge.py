@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 
 from aya_assets import langid
 from aya_assets.generation import GenerationBackend, SamplingSettings
+from aya_assets.models.checkpoint import content_hash
 
 # Arena-Hard's judge prompt, shortened: the judge answers itself first, then compares, then gives a label.
 ARENA_HARD_SYSTEM = (
@@ -32,13 +35,22 @@ def parse_verdict(text: str) -> float | None:
     return LABELS[found[-1]] if found else None
 
 
+class Judgement(NamedTuple):
+    score: float | None  # A's score: 1 win, 0.5 tie, 0 loss; None when the judge gave no verdict
+    text: str  # what the judge said, kept so that an unparsed verdict can be read
+
+
 class Judge(dg.ConfigurableResource, ABC):
     """Compares two answers to the same prompt; `compare` is called for both orders by the caller."""
 
     @abstractmethod
     def compare(self, prompts: list[str], a: list[str], b: list[str], references: list[str | None],
-                languages: list[str]) -> list[float | None]:
-        """A's score per item: 1 win, 0.5 tie, 0 loss, None when the judge could not decide."""
+                languages: list[str]) -> list[Judgement]:
+        """A's judgement per item."""
+
+    @abstractmethod
+    def identity(self) -> list:
+        """Everything besides the pair itself that decides a verdict: cached verdicts are keyed on it."""
 
     @property
     def name(self) -> str:
@@ -65,17 +77,30 @@ class ReferenceJudge(Judge):
 
     def compare(self, prompts, a, b, references, languages):
         qa, qb = self.quality(a, references, languages), self.quality(b, references, languages)
-        return [0.5 if abs(x - y) < self.tie_margin else float(x > y) for x, y in zip(qa, qb)]
+        return [Judgement(0.5 if abs(x - y) < self.tie_margin else float(x > y), f"quality A {x:.3f}, B {y:.3f}")
+                for x, y in zip(qa, qb)]
+
+    def identity(self) -> list:
+        return [self.name, self.fidelity_weight, self.tie_margin]
 
 
 class LLMJudge(Judge):
     """gpu: an LLM with the Arena-Hard prompt, through any generation backend (vLLM, transformers or an endpoint)."""
 
-    model: str
-    backend: dg.ResourceDependency[GenerationBackend]
-    max_new_tokens: int = 1024
+    model: str  # checkpoint dir, hub id or served name
+    backend: GenerationBackend  # a nested resource (not ResourceDependency, which is for non-Pythonic resources)
+    max_new_tokens: int = 1024  # evaluation.judge_max_new_tokens
+
+    @property
+    def name(self) -> str:
+        return f"LLMJudge({self.model})"
 
     def compare(self, prompts, a, b, references, languages):
         requests = [ARENA_HARD_SYSTEM + "\n\n" + ARENA_HARD_USER.format(prompt=p, a=x, b=y) for p, x, y in zip(prompts, a, b)]
         outputs = self.backend.generate(self.model, requests, SamplingSettings(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens))
-        return [parse_verdict(o[0].text) for o in outputs]
+        return [Judgement(parse_verdict(o[0].text), o[0].text) for o in outputs]
+
+    def identity(self) -> list:
+        local = Path(self.model)
+        return [type(self).__name__, content_hash(local) if local.exists() else self.model, self.max_new_tokens,
+                ARENA_HARD_SYSTEM, ARENA_HARD_USER]

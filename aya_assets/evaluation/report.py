@@ -14,6 +14,13 @@ from aya_assets.atomic import write_bytes
 from aya_assets.store import markdown_table
 
 
+NO_VERDICT = "no parsed verdicts"
+
+
+def rate_text(rate: float | None) -> str:
+    return NO_VERDICT if rate is None else f"{rate:.3f}"
+
+
 def step_table(result: pl.DataFrame, stages: list[str]) -> pl.DataFrame:
     """Overall win rate of every stage against every baseline, in recipe order."""
     order = {s: i for i, s in enumerate(stages)}
@@ -21,9 +28,16 @@ def step_table(result: pl.DataFrame, stages: list[str]) -> pl.DataFrame:
         result.filter(pl.col("language") == "all")
         .with_columns(_order=pl.col("stage").replace_strict(order, default=len(order)))
         .sort("baseline", "_order")
-        .select("baseline", "stage", "wins", "ties", "losses",
-                pl.col("win_rate").round(3), pl.col("ci_low").round(3), pl.col("ci_high").round(3))
+        .select("baseline", "stage", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high", "prompts", "unparsed")
     )
+
+
+def shown(table: pl.DataFrame) -> pl.DataFrame:
+    """A win-rate table as the report prints it: rates to 3 decimals, a stage the judge never decided said so."""
+    return table.with_columns(
+        pl.col("win_rate").round(3).cast(pl.String).fill_null(NO_VERDICT),
+        *(pl.col(c).round(3).cast(pl.String).fill_null("") for c in ("ci_low", "ci_high")),
+    ).drop("prompts")
 
 
 def grouped_bar_chart(rows: pl.DataFrame, category: str, categories: list[str], baselines: list[str], title: str) -> bytes:
@@ -31,7 +45,8 @@ def grouped_bar_chart(rows: pl.DataFrame, category: str, categories: list[str], 
     fig, ax = plt.subplots(figsize=(max(6.5, 0.5 * len(categories)), 3.6))
     width = 0.8 / max(len(baselines), 1)
     for i, b in enumerate(baselines):
-        by = {r[category]: r for r in rows.filter(pl.col("baseline") == b).iter_rows(named=True)}
+        decided = rows.filter((pl.col("baseline") == b) & pl.col("win_rate").is_not_null())  # nothing to draw otherwise
+        by = {r[category]: r for r in decided.iter_rows(named=True)}
         present = [c for c in categories if c in by]
         x = np.array([categories.index(c) for c in present]) + (i - (len(baselines) - 1) / 2) * width
         vals = np.array([by[c]["win_rate"] for c in present], dtype=float)
@@ -58,29 +73,26 @@ def write(result: pl.DataFrame, stages: list[str], baselines: list[str], final: 
     }
     for name, png in charts.items():
         plots.save_png(png, reports / f"{name}.png")
-    per_language = (
-        result.filter((pl.col("stage") == final) & (pl.col("language") != "all"))
-        .select("baseline", "language", "wins", "ties", "losses", pl.col("win_rate").round(3),
-                pl.col("ci_low").round(3), pl.col("ci_high").round(3))
-        .sort("baseline", "language")
-    )
+    per_language = final_rows.select("baseline", "language", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
+                                     "prompts", "unparsed").sort("baseline", "language")
     text = "\n".join([
         "# aya_assets — win rates",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. Judge: {judge}. Baselines: {', '.join(baselines)}.",
-        "Win rate counts ties as half; intervals are bootstrap 95% over prompts; each pair is judged in both orders.",
+        "Win rate counts ties as half; intervals are bootstrap 95% over prompts; each pair is judged in both orders;",
+        "`unparsed` counts judgements that gave no verdict (a prompt counts when either order gave one).",
         "",
         "## Step by step (overall)",
         "",
         "![step by step](step_by_step.png)",
         "",
-        markdown_table(table, rows=table.height),
+        markdown_table(shown(table), rows=table.height),
         "",
         f"## Per language: {final}",
         "",
         "![per language](per_language.png)",
         "",
-        markdown_table(per_language, rows=per_language.height),
+        markdown_table(shown(per_language), rows=per_language.height),
         "",
     ])
     write_bytes(reports / "latest.md", text.encode("utf-8"))

@@ -1,0 +1,227 @@
+"""The judges and win rates: an LLM judge (a tiny causal LM) through the transformers backend, verdicts that do not
+parse, the verdict cache, and win_rates materialized in Dagster with the LLM judge of a profile."""
+
+import math
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import torch
+from helpers import TEXTS
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from aya_assets.definitions import build_definitions
+from aya_assets.evaluation import report
+from aya_assets.evaluation.assets import resolve_baselines
+from aya_assets.evaluation.judge import LLMJudge, parse_verdict
+from aya_assets.evaluation.stages import stage_keys
+from aya_assets.evaluation.winrates import VerdictShards, cached_verdicts, judge_both_orders, summarize, unparsed_shares
+from aya_assets.generation import TransformersBackend
+from aya_assets.models.tokenizer import train_tokenizer
+from aya_assets.profile import load_profile
+from aya_assets.store import atomic_write_parquet, table_path
+
+
+def save_constant_lm(path: Path, tokenizer, says: str) -> str:
+    """A tiny chat LM that answers anything with `says` over and over.
+
+    Every embedding is the same and every layer adds nothing to the residual stream, so the last hidden state is
+    the same at every position and the head, zero but for `says`'s row, always picks that token.
+    """
+    tokenizer.add_tokens([says])
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[tokenizer.convert_tokens_to_ids(says)] = 1.0
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def judges(tmp_path_factory) -> dict[str, str]:
+    """prefers_a: always '[[A>B]]' (pure position bias); no_label: always 'maybe', never an Arena-Hard label."""
+    root = tmp_path_factory.mktemp("judges")
+    return {name: save_constant_lm(root / name, train_tokenizer(TEXTS, root / f"{name}_tok", vocab_size=600), says)
+            for name, says in (("prefers_a", "[[A>B]]"), ("no_label", "maybe"))}
+
+
+def llm_judge(model: str, max_new_tokens: int = 3) -> LLMJudge:
+    return LLMJudge(model=model, backend=TransformersBackend(device="cpu", batch_size=8), max_new_tokens=max_new_tokens)
+
+
+def pairs(n: int = 3, languages=("en", "fr")) -> pl.DataFrame:
+    rows = [{"prompt_id": f"{lang}{i}", "language": lang, "prompt": f"question {i}?", "reference": "answer",
+             "candidate": f"candidate {i}", "baseline": f"baseline {i}"} for lang in languages for i in range(n)]
+    return pl.DataFrame(rows)
+
+
+@pytest.mark.parametrize("text, score", [
+    ("My verdict: [[A>>B]]", 1.0), ("[[A>B]]", 1.0), ("[[A=B]]", 0.5), ("[[B>A]]", 0.0), ("[[B>>A]]", 0.0),
+    ("first [[B>A]], on reflection [[A>B]]", 1.0),  # the last label is the verdict
+    ("A is better", None), ("[[A>>B", None), ("", None),
+])
+def test_parse_verdict(text, score):
+    assert parse_verdict(text) == score
+
+
+def test_llm_judge_on_the_transformers_backend_judges_pairs_in_both_orders(judges):
+    judge = llm_judge(judges["prefers_a"])
+    out = judge.compare(["Which is better?", "Quelle est la meilleure ?"], ["a1", "a2"], ["b1", "b2"], [None, None], ["en", "fr"])
+    assert [j.score for j in out] == [1.0, 1.0] and all("[[A>B]]" in j.text for j in out)
+    verdicts = judge_both_orders(judge, pairs())
+    # A judge that always prefers the first answer is pure position bias: swapping positions makes every pair a tie.
+    assert verdicts["as_first"].to_list() == [1.0] * 6 and verdicts["as_second"].to_list() == [0.0] * 6
+    summary = summarize(verdicts, resamples=100).row(0, named=True)
+    assert summary == {"language": "all", "prompts": 6, "wins": 0, "ties": 6, "losses": 0, "win_rate": 0.5,
+                       "ci_low": 0.5, "ci_high": 0.5, "judgements": 12, "unparsed": 0}
+
+
+def test_llm_judge_asks_for_its_max_new_tokens(judges):
+    [judgement] = llm_judge(judges["prefers_a"], max_new_tokens=2).compare(["q"], ["a"], ["b"], [None], ["en"])
+    assert judgement.text.count("[[A>B]]") == 2
+
+
+def test_unparsed_verdicts_are_counted_and_never_a_nan_rate(judges):
+    verdicts = judge_both_orders(llm_judge(judges["no_label"]), pairs())
+    assert verdicts["verdict"].null_count() == 6 and verdicts["first_judgement"][0].startswith("maybe")
+    summary = summarize(verdicts, resamples=100)
+    assert summary["language"].to_list() == ["all", "en", "fr"]
+    assert summary["prompts"].to_list() == [0, 0, 0] and summary["unparsed"].to_list() == [12, 6, 6]
+    assert summary["win_rate"].null_count() == 3
+    assert not any(isinstance(v, float) and math.isnan(v) for row in summary.rows() for v in row)
+
+
+# (as_first, as_second) per prompt -> (prompts decided, wins, ties, losses, win_rate, unparsed)
+SUMMARIES = [
+    ([(1.0, 1.0), (0.0, 0.0)], (2, 1, 0, 1, 0.5, 0)),
+    ([(1.0, 0.0), (0.5, 0.5)], (2, 0, 2, 0, 0.5, 0)),
+    ([(1.0, None), (None, None)], (1, 1, 0, 0, 1.0, 3)),  # one order unparsed: the other decides
+    ([(None, None)], (0, 0, 0, 0, None, 2)),
+]
+
+
+@pytest.mark.parametrize("scores, expected", SUMMARIES)
+def test_summarize(scores, expected):
+    verdicts = pl.DataFrame({"prompt_id": [str(i) for i in range(len(scores))], "language": ["en"] * len(scores),
+                             "as_first": [a for a, _ in scores], "as_second": [b for _, b in scores]},
+                            schema_overrides={"as_first": pl.Float64, "as_second": pl.Float64})
+    verdicts = verdicts.with_columns(verdict=pl.mean_horizontal("as_first", "as_second"))
+    row = summarize(verdicts, resamples=100).row(0, named=True)
+    assert (row["prompts"], row["wins"], row["ties"], row["losses"], row["win_rate"], row["unparsed"]) == expected
+    assert row["judgements"] == 2 * len(scores)
+    assert (row["ci_low"] is None) == (row["win_rate"] is None)
+
+
+class CountingJudge:
+    """Wraps a judge and counts the pairs it is asked about (pydantic resources cannot be monkeypatched)."""
+
+    def __init__(self, judge):
+        self.judge, self.pairs = judge, 0
+
+    def compare(self, prompts, *args):
+        self.pairs += len(prompts)
+        return self.judge.compare(prompts, *args)
+
+    def identity(self):
+        return self.judge.identity()
+
+
+def test_verdicts_are_cached_per_shard_and_rejudged_only_where_an_answer_changed(judges, tmp_path):
+    judge = CountingJudge(llm_judge(judges["prefers_a"]))
+    shards = VerdictShards(tmp_path, "owner123", size=2, log=lambda _: None)
+    first, counts = cached_verdicts(judge, pairs(), "x_vs_y", shards)
+    assert counts == {"generated": 4, "reused": 0} and judge.pairs == 12  # en and fr: 2 + 1 prompts each, both orders
+    again, counts = cached_verdicts(judge, pairs(), "x_vs_y", shards)
+    assert counts == {"generated": 0, "reused": 4} and judge.pairs == 12 and again.equals(first)
+    changed = pairs().with_columns(candidate=pl.when(pl.col("prompt_id") == "fr2").then(pl.lit("new")).otherwise("candidate"))
+    _, counts = cached_verdicts(judge, changed, "x_vs_y", shards)
+    assert counts == {"generated": 1, "reused": 3} and judge.pairs == 14
+    assert len(list(tmp_path.rglob("*.parquet"))) == 4  # the changed shard's old verdicts are gone
+    longer = llm_judge(judges["prefers_a"], max_new_tokens=4)  # another judge setting: nothing is reused
+    assert cached_verdicts(longer, changed, "x_vs_y", shards)[1] == {"generated": 4, "reused": 0}
+
+
+def test_best_single_teacher_is_never_chosen_from_stages_without_verdicts():
+    profile = load_profile("tiny")
+    assert resolve_baselines(profile, {"single_a": 0.4, "single_b": None, "sft_merged": 0.9}) == ["student_base", "single_a"]
+    with pytest.raises(ValueError, match=r"best_single_teacher cannot be chosen: the judge gave no verdict .* single_a, single_b"):
+        resolve_baselines(profile, {"single_a": None, "single_b": None})
+
+
+def test_report_tables_say_when_a_stage_has_no_verdict():
+    result = pl.concat([
+        summarize(pl.DataFrame({"prompt_id": ["1"], "language": ["en"], "as_first": [v], "as_second": [v], "verdict": [v]},
+                               schema_overrides={"as_first": pl.Float64, "as_second": pl.Float64, "verdict": pl.Float64}),
+                  resamples=100).with_columns(stage=pl.lit(stage), baseline=pl.lit("student_base"))
+        for stage, v in (("sft_merged", 1.0), ("dpo_offline_merged", None))
+    ])
+    shown = report.shown(report.step_table(result, ["student_base", "sft_merged", "dpo_offline_merged"]))
+    assert shown["win_rate"].to_list() == ["1.0", report.NO_VERDICT] and shown["ci_low"].to_list() == ["1.0", ""]
+    assert unparsed_shares(result).row(0, named=True) == {"stage": "dpo_offline_merged", "baseline": "student_base",
+                                                          "judgements": 2, "unparsed": 2, "share": 1.0}
+
+
+# --- win_rates in Dagster, with the LLM judge a profile configures ---------------------------------------------------
+
+
+def eval_generations(profile) -> dict[str, pl.DataFrame]:
+    """Two eval prompts in two languages answered by every stage (what eval_generations would have written)."""
+    frames = {}
+    for stage in stage_keys(profile):
+        rows = [{"prompt_id": f"{lang}{i}", "language": lang, "prompt": f"question {i}", "stage": stage,
+                 "completion": f"{stage} answer {i}", "tokens": 3, "finish_reason": "stop", "seconds": 0.1,
+                 "reference": "answer"} for lang in ("en", "fr") for i in range(2)]
+        frames[stage] = pl.DataFrame(rows, schema_overrides={"tokens": pl.Int32})
+    return frames
+
+
+def win_rates_run(aya_home, write_profile, judge_model: str):
+    """Materialize win_rates alone from stored eval generations, with `judge: llm` on the transformers backend."""
+    path = write_profile(evaluation={"judge": "llm", "judge_model": judge_model, "judge_max_new_tokens": 3,
+                                     "bootstrap_resamples": 100},
+                         generation={"device": "cpu"}, online={"rounds": 1}, training={"baselines": False})
+    defs = build_definitions(path)
+    profile = load_profile(path)
+    for stage, frame in eval_generations(profile).items():
+        atomic_write_parquet(frame, table_path(aya_home / "data" / "warehouse", dg.AssetKey("eval_generations"), stage))
+    judge = defs.resources["judge"]
+    assert isinstance(judge, LLMJudge) and isinstance(judge.backend, TransformersBackend) and judge.max_new_tokens == 3
+    with dg.instance_for_test() as instance:
+        return dg.materialize([*defs.assets, *defs.asset_checks], selection=[dg.AssetKey("win_rates")], instance=instance,
+                              resources=defs.resources, raise_on_error=False)
+
+
+def test_win_rates_with_an_llm_judge_from_the_profile(aya_home, write_profile, judges):
+    result = win_rates_run(aya_home, write_profile, judges["prefers_a"])
+    assert result.success
+    rates = pl.read_parquet(table_path(aya_home / "data" / "warehouse", dg.AssetKey("win_rates"), None))
+    overall = rates.filter(pl.col("language") == "all")
+    assert overall["ties"].to_list() == overall["prompts"].to_list() == [4] * overall.height  # position bias cancels
+    assert (overall["win_rate"] == 0.5).all() and (overall["unparsed"] == 0).all()
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["judge_verdicts_parsed"]
+    meta = result.asset_materializations_for_node("win_rates")[0].metadata
+    assert meta["verdict_shards_reused"].value == 0 and meta["verdict_shards_judged"].value == 2 * overall.height
+    again = win_rates_run(aya_home, write_profile, judges["prefers_a"])
+    meta = again.asset_materializations_for_node("win_rates")[0].metadata
+    assert meta["verdict_shards_judged"].value == 0 and meta["verdict_shards_reused"].value == 2 * overall.height
+
+
+def test_win_rates_fail_their_blocking_check_when_the_judge_gives_no_verdicts(aya_home, write_profile, judges):
+    result = win_rates_run(aya_home, write_profile, judges["no_label"])
+    assert not result.success
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "judge_verdicts_parsed")
+    assert not check.passed and check.metadata["worst_unparsed_share"].value == 1.0
+    assert check.metadata["example"].value.startswith("maybe")
+    latest = (aya_home / "data" / "reports" / "latest.md").read_text()
+    assert report.NO_VERDICT in latest and "nan" not in latest.lower()
