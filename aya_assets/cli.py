@@ -63,10 +63,14 @@ def cmd_materialize(args) -> int:
     from aya_assets.definitions import build_definitions
     from aya_assets.runner import materialize_all
 
+    if not args.verbose:
+        from aya_assets.console import quiet_libraries
+
+        quiet_libraries()
     defs = build_definitions(args.profile)
     selection = [dg.AssetKey.from_user_string(s) for s in args.select] if args.select else None
     with _instance() as instance:
-        materialize_all(defs, instance, selection)
+        materialize_all(defs, instance, selection, verbose=args.verbose)
         db = _catalog(defs, instance, _fingerprint(args.profile))
     if args.summary:
         from aya_assets.catalog.summary import summary
@@ -123,7 +127,7 @@ def cmd_ui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aya", description=__doc__)
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of an error, not just its line")
+    parser.add_argument("--verbose", action="store_true", help="Dagster's event log, library logs and an error's traceback on the console")
     parser.add_argument("--profile", default=None, help="profile name in resources/ or a YAML path (default: $AYA_PROFILE or tiny)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{failed.where}: " if failed else ""
         log = f" (the run's log: {failed.run_id}, in `make ui` under Runs; --verbose for the traceback)" if failed else ""
         message = " ".join(str(cause).split())  # Dagster's check failures span lines
+        if failed and failed.failed_checks:
+            message = "failed checks: " + " | ".join(failed.failed_checks)
         print(f"aya: {where}{type(cause).__name__}: {message}{log}", file=sys.stderr)
         return 2 if bad_input else 1
 

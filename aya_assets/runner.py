@@ -7,8 +7,15 @@ and the end-to-end tests do; the UI and `dagster asset backfill` launch the same
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import dagster as dg
+from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+
+STEP_TAG = "aya/step"  # which step of `aya materialize` a run was: its last duration estimates the next
 
 
 def _single_run(node) -> bool:
@@ -38,9 +45,67 @@ def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> 
 class MaterializeFailed(RuntimeError):
     """A run of `materialize_all` failed: which assets and partition, and the run whose log has the whole story."""
 
-    def __init__(self, where: str, run_id: str | None):
+    def __init__(self, where: str, run_id: str | None, failed_checks: list[str] = ()):
         super().__init__(where)
-        self.where, self.run_id = where, run_id
+        self.where, self.run_id, self.failed_checks = where, run_id, list(failed_checks)
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """'asset/check: what it says' for each failed check of a run (its description, else its scalar metadata)."""
+    out = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        # Short scalars only: tables and long lists stay on the check's page in the UI.
+        said = evaluation.description or "; ".join(
+            f"{key}: {entry.value}" for key, entry in evaluation.metadata.items()
+            if isinstance(entry, (dg.TextMetadataValue, dg.IntMetadataValue, dg.FloatMetadataValue))
+            and len(str(entry.value)) <= 60)
+        out.append(f"{evaluation.asset_key.to_user_string()}/{evaluation.check_name}" + (f": {said}" if said else ""))
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    """One run of `materialize_all`: the assets, their partition (or range) and what the console calls it."""
+
+    keys: list[dg.AssetKey]
+    label: str  # the assets and the partition: what an error names
+    tags: dict
+    partition_key: str | None = None
+    note: str = ""
+
+
+def plan(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> list[Step]:
+    graph = defs.resolve_asset_graph()
+    steps = []
+    for layer in layers(defs, selection):
+        node = graph.get(layer[0])
+        names = ", ".join(k.to_user_string() for k in layer)
+        if node.partitions_def is None:
+            steps.append(Step(layer, names, {}))
+            continue
+        keys = node.partitions_def.get_partition_keys()
+        if _single_run(node):
+            steps.append(Step(layer, names, {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+                              note=f" ({len(keys)} partitions, one run)"))
+        else:
+            steps += [Step(layer, f"{names} [{key}]", {}, key) for key in keys]
+    return steps
+
+
+def _last_seconds(instance: dg.DagsterInstance, label: str) -> float | None:
+    """How long this step's latest successful run took: the estimate for the next one."""
+    records = instance.get_run_records(dg.RunsFilter(tags={STEP_TAG: label}, statuses=[dg.DagsterRunStatus.SUCCESS]),
+                                       limit=1)
+    if not records or records[0].start_time is None or records[0].end_time is None:
+        return None
+    return records[0].end_time - records[0].start_time
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 def materialize_all(
@@ -48,33 +113,30 @@ def materialize_all(
     instance: dg.DagsterInstance,
     selection: list[dg.AssetKey] | None = None,
     log=print,
+    verbose: bool = False,
 ) -> list[dg.ExecuteInProcessResult]:
-    graph = defs.resolve_asset_graph()
+    """Every step in order, one console line each ([k/N], its time, elapsed, what remains by the last runs' times);
+    Dagster's own event log goes to the instance (the run page), and to the console only when `verbose`."""
     assets = [*(defs.assets or []), *(defs.asset_checks or [])]
-    results = []
-
-    def run(layer, tags, partition_key=None):
+    run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    steps = plan(defs, selection)
+    previous = [_last_seconds(instance, step.label) for step in steps]
+    results, started = [], time.perf_counter()
+    for k, step in enumerate(steps, 1):
+        log(f"[{k}/{len(steps)}] {step.label}{step.note}")
+        step_started = time.perf_counter()
         try:
-            results.append(dg.materialize(assets, selection=layer, instance=instance, resources=defs.resources,
-                                          tags=tags, partition_key=partition_key, raise_on_error=True))
+            results.append(dg.materialize(assets, selection=step.keys, instance=instance, resources=defs.resources,
+                                          tags={**step.tags, STEP_TAG: step.label}, partition_key=step.partition_key,
+                                          run_config=run_config, raise_on_error=True))
         except Exception as exc:
-            where = ", ".join(k.to_user_string() for k in layer) + (f" [{partition_key}]" if partition_key else "")
             latest = instance.get_runs(limit=1)
-            raise MaterializeFailed(where, latest[0].run_id if latest else None) from exc
-
-    for layer in layers(defs, selection):
-        node = graph.get(layer[0])
-        names = ", ".join(k.to_user_string() for k in layer)
-        if node.partitions_def is None:
-            log(f"materializing {names}")
-            run(layer, {})
-            continue
-        keys = node.partitions_def.get_partition_keys()
-        if _single_run(node):
-            log(f"materializing {names} ({len(keys)} partitions, one run)")
-            run(layer, {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
-        else:
-            for key in keys:
-                log(f"materializing {names} [{key}]")
-                run(layer, {}, partition_key=key)
+            run_id = latest[0].run_id if latest else None
+            raise MaterializeFailed(step.label, run_id, failed_checks(instance, run_id) if run_id else []) from exc
+        done = time.perf_counter() - started
+        # Steps never run before are guessed at the mean of this run's steps so far.
+        mean = done / k
+        left = sum(mean if s is None else s for s in previous[k:])
+        log(f"      done in {time.perf_counter() - step_started:.1f} s; elapsed {_clock(done)}"
+            + (f", about {_clock(left)} left" if k < len(steps) else ""))
     return results

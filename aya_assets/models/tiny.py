@@ -8,6 +8,7 @@ takes explicit-prompt preference rows `{"prompt": [user], "chosen": [assistant],
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,9 @@ import polars as pl
 
 if TYPE_CHECKING:
     from transformers import LlamaConfig, PreTrainedTokenizerBase, Trainer
+
+# TRL 1.16 reads transformers' deprecated `is_gradient_checkpointing` on every trainer: a warning that is not ours to act on.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # torch, transformers and trl are imported inside the training functions: the profile imports the
 # dataclasses below, and loading the trainers would add seconds to every Dagster definitions load.
@@ -96,8 +100,10 @@ def _trainer_args(settings: TrainSettings, out_dir: Path) -> dict:
 
 
 def _train(trainer: Trainer) -> TrainReport:
+    from aya_assets.console import show_progress
+
     start = time.perf_counter()
-    trainer.train()
+    show_progress(trainer).train()
     return TrainReport(
         losses=[entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
         seconds=time.perf_counter() - start,

@@ -67,6 +67,8 @@ def train_dpo(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    from aya_assets.console import show_progress
+
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -103,7 +105,7 @@ def train_dpo(
         if trainer.ref_model in trainer.accelerator._models:
             trainer.accelerator._models.remove(trainer.ref_model)
         trainer.ref_model = ref_model = None
-    trainer.train()
+    show_progress(trainer).train()
     seconds = time.perf_counter() - start
 
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
