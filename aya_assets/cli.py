@@ -27,11 +27,10 @@ def _instance():
 
 def _fingerprint(profile: str | None) -> str | None:
     from aya_assets.catalog.sql import fingerprint
-    from aya_assets.profile import profile_path
 
     storage = paths.instance_home() / "storage"
     sqlite = storage if (storage / "history" / "runs.db").is_file() else None  # another instance: always refresh
-    return fingerprint(paths.data_dir() / "warehouse", sqlite, profile_path(profile), Path(__file__).parent)
+    return fingerprint(paths.data_dir() / "warehouse", sqlite, paths.profile_path(profile), Path(__file__).parent)
 
 
 def _catalog(defs, instance, stamp: str | None) -> Path:

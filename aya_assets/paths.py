@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = "tiny"
 
 
 def project_root() -> Path:
@@ -22,6 +23,15 @@ def resolve(path: str | Path, base: Path | None = None) -> Path:
     """Resolve a profile path: absolute stays, relative is taken from the checkout (where data/seed lives)."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else (base or PACKAGE_ROOT) / p
+
+
+def profile_path(name_or_path: str | None = None) -> Path:
+    """A profile name (tiny, gpu) from resources/, or a path to a YAML file; AYA_PROFILE by default."""
+    ref = name_or_path or os.environ.get("AYA_PROFILE", DEFAULT_PROFILE)
+    candidate = Path(ref)
+    if candidate.suffix in {".yaml", ".yml"}:
+        return resolve(candidate)
+    return PACKAGE_ROOT / "resources" / f"{ref}.yaml"
 
 
 def instance_home() -> Path:

@@ -12,12 +12,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aya_assets import paths
+from aya_assets.paths import profile_path
 from aya_assets.languages import DEFAULT_CLUSTERS, check_language, validate_clusters
 from aya_assets.models.checkpoint import TOKENIZER_FILES
 from aya_assets.models.tiny import TinyArchitecture, TrainSettings
 from aya_assets.training.dpo import DPOSettings
 
-DEFAULT_PROFILE = "tiny"
 Split = Literal["train", "eval"]
 
 
@@ -446,15 +446,6 @@ def hub_problem(model: ConfiguredModel, cache_dir: str | Path | None = None) -> 
 
 def hub_problems(profile: Profile, cache_dir: str | Path | None = None) -> list[str]:
     return [p for m in configured_models(profile) if (p := hub_problem(m, cache_dir))]
-
-
-def profile_path(name_or_path: str | None = None) -> Path:
-    """A profile name (tiny, gpu) from resources/, or a path to a YAML file; AYA_PROFILE by default."""
-    ref = name_or_path or os.environ.get("AYA_PROFILE", DEFAULT_PROFILE)
-    candidate = Path(ref)
-    if candidate.suffix in {".yaml", ".yml"}:
-        return paths.resolve(candidate)
-    return paths.PACKAGE_ROOT / "resources" / f"{ref}.yaml"
 
 
 def load_profile(name_or_path: str | None = None) -> Profile:
