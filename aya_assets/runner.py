@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
+
+from aya_assets.console import STEP, StepLine
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 
@@ -112,7 +114,7 @@ def materialize_all(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     selection: list[dg.AssetKey] | None = None,
-    log=print,
+    line: StepLine = STEP,
     verbose: bool = False,
 ) -> list[dg.ExecuteInProcessResult]:
     """Every step in order, one console line each ([k/N], its time, elapsed, what remains by the last runs' times);
@@ -123,7 +125,7 @@ def materialize_all(
     previous = [_last_seconds(instance, step.label) for step in steps]
     results, started = [], time.perf_counter()
     for k, step in enumerate(steps, 1):
-        log(f"[{k}/{len(steps)}] {step.label}{step.note}")
+        line.begin(f"[{k}/{len(steps)}] {step.label}{step.note}")
         step_started = time.perf_counter()
         try:
             results.append(dg.materialize(assets, selection=step.keys, instance=instance, resources=defs.resources,
@@ -137,6 +139,6 @@ def materialize_all(
         # Steps never run before are guessed at the mean of this run's steps so far.
         mean = done / k
         left = sum(mean if s is None else s for s in previous[k:])
-        log(f"      done in {time.perf_counter() - step_started:.1f} s; elapsed {_clock(done)}"
-            + (f", about {_clock(left)} left" if k < len(steps) else ""))
+        line.end(f"{time.perf_counter() - step_started:.1f} s, elapsed {_clock(done)}"
+                 + (f", about {_clock(left)} left" if k < len(steps) else ""))
     return results

@@ -90,7 +90,7 @@ def graph(aya_home, write_profile, ckpt, instance):
         resources={"profile": ProfileResource(name_or_path=profile_path), "store": store,
                    "io_manager": WarehouseIOManager(base_dir=str(store.warehouse))},
     )
-    results = materialize_all(defs, instance, log=lambda _: None)
+    results = materialize_all(defs, instance)
     return store, results
 
 

@@ -27,7 +27,7 @@ def graph(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         mp.setenv("AYA_HOME", str(home))
         defs = build_definitions(str(profile))
-        results = materialize_all(defs, instance, log=lambda _: None)
+        results = materialize_all(defs, instance)
         yield home / "data", defs, instance, results
 
 
@@ -199,7 +199,7 @@ def test_win_rates_report_and_charts(graph):
 def test_rerun_reuses_models_and_shards(graph):
     data, defs, instance, _ = graph
     keys = [dg.AssetKey(k) for k in ("teacher_models", "pool_completions", "sft_merged")]
-    results = materialize_all(defs, instance, selection=keys, log=lambda _: None)
+    results = materialize_all(defs, instance, selection=keys)
     assert all(m.metadata["reused"].value is True for m in materializations(results, "teacher_models"))
     assert materializations(results, "pool_completions")[0].metadata["shards_generated"].value == 0
     assert materializations(results, "sft_merged")[0].metadata["reused"].value is True

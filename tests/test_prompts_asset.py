@@ -34,7 +34,7 @@ def test_materialize_a_few_partitions(aya_home, instance):
 
 
 def test_single_run_backfill_of_all_23_languages(aya_home, instance):
-    results = materialize_all(build_definitions(), instance, selection=[dg.AssetKey("prompts")], log=lambda _: None)
+    results = materialize_all(build_definitions(), instance, selection=[dg.AssetKey("prompts")])
     assert len(results) == 1 and results[0].success  # one run for all partitions
     assert warehouse_files(aya_home) == sorted(f"{c}.parquet" for c in LANGUAGE_CODES)
     mats = instance.fetch_materializations(dg.AssetKey("prompts"), limit=100).records
