@@ -19,7 +19,9 @@ def configured_models_available(context: dg.AssetCheckExecutionContext, profile:
     problems = hub_problems(profile.profile)
     for problem in problems:
         context.log.error(problem)
-    return dg.AssetCheckResult(passed=not problems, metadata={
+    # The description is what `aya` prints on its one error line: the first problem, and how many more.
+    description = (problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")) if problems else None
+    return dg.AssetCheckResult(passed=not problems, description=description, metadata={
         "models": ", ".join(m.key for m in configured_models(profile.profile)) or "none",
         "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
     })
