@@ -52,5 +52,5 @@ def checkpoint_identity(latest: dict[str | None, dg.AssetMaterialization]) -> li
         if len(values) == 1 and None in values:
             found.append(f"{name} {values[None]}")
         elif values:
-            found.append(f"{name} " + ", ".join(f"{p}={v}" for p, v in sorted(values.items(), key=lambda kv: str(kv[0]))))
+            found.append(f"{name} " + ", ".join(f"{p}={v}" for p, v in sorted(values.items())))  # one per partition
     return found
