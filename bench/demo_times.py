@@ -9,7 +9,6 @@ every layer in-process, one run after another); an asset's time is the sum of it
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
 from pathlib import Path
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import yaml
 
 from aya_assets.definitions import build_definitions
 from aya_assets.store import atomic_write_parquet
@@ -53,20 +52,14 @@ def two_runs_at_once(home: Path, pool: str | None, log: Path) -> list[tuple[floa
     return [tuple(json.loads(line)) for line in log.read_text().splitlines()]
 
 
-def _rebased(node, root: Path):
-    """The checkout's instance config with every `base_dir` moved under `root`."""
-    if isinstance(node, dict):
-        return {k: str(root / v) if k == "base_dir" else _rebased(v, root) for k, v in node.items()}
-    return node
-
-
 @pytest.fixture
-def project_home(tmp_path) -> Path:
-    """A DAGSTER_HOME with the checkout's own dagster.yaml (storage class, concurrency settings), rebased under tmp."""
+def project_home(tmp_path, monkeypatch) -> Path:
+    """A DAGSTER_HOME with the checkout's own dagster.yaml (storage class, concurrency settings), as `aya` lays it
+    out: its paths are Dagster's defaults under DAGSTER_HOME, which the spawned processes inherit."""
     home = tmp_path / "home"
     home.mkdir()
-    config = _rebased(yaml.safe_load((CHECKOUT / "dagster.yaml").read_text()), home)
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    (home / "dagster.yaml").write_bytes((CHECKOUT / "dagster.yaml").read_bytes())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 
 

@@ -175,7 +175,7 @@ def test_cards_name_their_partitions_and_base_checkpoint(zoo_run):
     for cluster, languages in clusters.items():
         card = (models / "dpo_offline" / cluster / "README.md").read_text()
         assert f"offline_pairs: partitions {','.join(sorted(languages))};" in card, cluster
-        assert f"sft_merged: runs" in card and f"content_hash {content_hash(models / 'sft_merged')}" in card
+        assert "sft_merged: runs" in card and f"content_hash {content_hash(models / 'sft_merged')}" in card
         sft = (models / "sft_checkpoints" / cluster / "README.md").read_text()
         assert f"arbitrage_sft: partitions {','.join(sorted(languages))};" in sft, cluster
 

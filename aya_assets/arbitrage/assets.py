@@ -1,6 +1,5 @@
 """Stage 2: the teacher pool answers, the arbiter scores, routing picks the SFT data, and who won."""
 
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -11,7 +10,7 @@ from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.arbitrage.pool import degenerate_rate, generate_pool
 from aya_assets.generation import GenerationBackend, SamplingSettings
 from aya_assets.models.assets import model_location
-from aya_assets.models.checkpoint import content_hash
+from aya_assets.models.checkpoint import model_identity
 from aya_assets.partitions import language_partitions
 from aya_assets.profile import Profile
 from aya_assets.resources import ArtifactStore, ProfileResource
@@ -66,8 +65,7 @@ def build_arbitrage_assets(profile: Profile) -> list:
         cfg = profile.profile
         train = prompts.filter(pl.col("split") == "train")
         models = {name: model_location(cfg, store.models, "teacher_models", teachers[name]) for name in pool_teachers}
-        hashes = {name: content_hash(Path(path)) if Path(path).exists() else f"{path}@{teachers[name].revision}"
-                  for name, path in models.items()}
+        hashes = {name: model_identity(path, teachers[name].revision) for name, path in models.items()}
         table, counts = generate_pool(
             train, models, hashes, generator, sampling_settings(cfg), store.data / "shards" / "pool_completions",
             cfg.generation.shard_size, log=context.log.info, profile=cfg.name,

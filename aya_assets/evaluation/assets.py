@@ -1,7 +1,6 @@
 """Stage 6: every stage answers the held-out prompts; a judge (not the arbiter) compares them pairwise."""
 
 from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
@@ -16,7 +15,7 @@ from aya_assets.evaluation.stages import BEST_SINGLE, final_stage, stage_deps, s
 from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, summarize, unparsed_example,
                                             unparsed_shares)
 from aya_assets.generation import GenerationBackend
-from aya_assets.models.checkpoint import content_hash
+from aya_assets.models.checkpoint import model_identity
 from aya_assets.profile import Profile
 from aya_assets.resources import ArtifactStore, ProfileResource
 from aya_assets.store import PARTITION_COLUMN, markdown_table
@@ -106,7 +105,7 @@ def build_evaluation_assets(profile: Profile) -> list:
         model = stage_model(cfg, store.models, stage)
         evals = prompts.filter(pl.col("split") == "eval")
         sampling = sampling_settings(cfg).model_copy(update={"n": 1, "temperature": cfg.evaluation.temperature})
-        model_hash = content_hash(Path(model)) if Path(model).exists() else model
+        model_hash = model_identity(model)
         table, _ = generate_pool(evals, {stage: model}, {stage: model_hash}, generator, sampling,
                                  store.data / "shards" / "eval_generations", cfg.generation.shard_size, log=context.log.info,
                                  profile=cfg.name)

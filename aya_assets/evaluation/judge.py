@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
 
 from aya_assets import langid
 from aya_assets.generation import GenerationBackend, SamplingSettings
-from aya_assets.models.checkpoint import content_hash
+from aya_assets.models.checkpoint import model_identity
 
 # Arena-Hard's judge prompt, shortened: the judge answers itself first, then compares, then gives a label.
 ARENA_HARD_SYSTEM = (
@@ -101,6 +100,5 @@ class LLMJudge(Judge):
         return [Judgement(parse_verdict(o[0].text), o[0].text) for o in outputs]
 
     def identity(self) -> list:
-        local = Path(self.model)
-        return [type(self).__name__, content_hash(local) if local.exists() else self.model, self.max_new_tokens,
+        return [type(self).__name__, model_identity(self.model), self.max_new_tokens,
                 ARENA_HARD_SYSTEM, ARENA_HARD_USER]

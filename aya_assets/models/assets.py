@@ -13,7 +13,7 @@ from aya_assets.checkpoints import build_or_reuse, fingerprint, report_metadata,
 from aya_assets.lineage import upstream_runs
 from aya_assets.models.checkpoint import check_checkpoint, content_hash, write_model_card
 from aya_assets.profile import ModelRef, Profile
-from aya_assets.resources import ArtifactStore, ProfileResource
+from aya_assets.resources import ArtifactStore
 
 GROUP = "models"
 CODE_VERSION = "1"

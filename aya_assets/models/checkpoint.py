@@ -77,6 +77,12 @@ class CheckpointError(ValueError):
     """A checkpoint that must not be used; the message names the directory and the file or tensor."""
 
 
+def model_identity(path: str | Path, revision: str | None = None) -> str:
+    """What a model is for cache keys: the content hash of a local checkpoint, else its hub id and revision."""
+    local = Path(path)
+    return content_hash(local) if local.exists() else f"{path}@{revision or 'main'}"
+
+
 def weight_files(path: Path) -> list[Path]:
     """The safetensors files of a checkpoint: the shards its index names, else model.safetensors."""
     index = path / "model.safetensors.index.json"

@@ -11,7 +11,7 @@ from aya_assets.checkpoints import build_or_reuse, fingerprint, report_metadata,
 from aya_assets.lineage import upstream_runs
 from aya_assets.merge.assets import merged_asset
 from aya_assets.models.assets import checkpoint_path
-from aya_assets.models.checkpoint import content_hash, write_model_card
+from aya_assets.models.checkpoint import model_identity, write_model_card
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
 from aya_assets.profile import Profile
 from aya_assets.resources import ArtifactStore, ProfileResource
@@ -64,7 +64,7 @@ def train_student(context, rows: pl.DataFrame, cfg: Profile, store: ArtifactStor
                          settings={"training": settings, "languages": sorted(set(rows["language"]))})
         return {**train_info(report), "languages": ",".join(sorted(set(rows["language"])))}
 
-    base_hash = content_hash(Path(base)) if Path(base).exists() else base
+    base_hash = model_identity(base)
     print_ = fingerprint("1", base_hash, rows.select("prompt_id", "teacher", "sample", "completion").rows(), settings)
     reused, info = build_or_reuse(out, print_, build)
     context.log.info(f"{asset}/{partition}: {'reused' if reused else 'trained'} on {rows.height} rows")
