@@ -60,7 +60,7 @@ def cmd_materialize(args) -> int:
     import dagster as dg
 
     from aya_assets.definitions import build_definitions
-    from aya_assets.runner import materialize_all
+    from aya_assets.runner import check_failures, materialize_all
 
     if not args.verbose:
         from aya_assets.console import quiet_libraries
@@ -69,7 +69,7 @@ def cmd_materialize(args) -> int:
     defs = build_definitions(args.profile)
     selection = [dg.AssetKey.from_user_string(s) for s in args.select] if args.select else None
     with _instance() as instance:
-        materialize_all(defs, instance, selection, verbose=args.verbose)
+        results = materialize_all(defs, instance, selection, verbose=args.verbose)
         db = _catalog(defs, instance, _fingerprint(args.profile))
     if args.summary:
         from aya_assets.catalog.summary import summary
@@ -77,6 +77,9 @@ def cmd_materialize(args) -> int:
         from aya_assets.profile import load_profile
 
         print(summary(db, paths.data_dir() / "warehouse", stage_keys(load_profile(args.profile))))
+    # Checks that warn (they do not stop the run) are easy to miss in a long run: list them at the end.
+    for line in check_failures(e for result in results for e in result.get_asset_check_evaluations()):
+        print(f"check failed (warning): {line}")
     return 0
 
 

@@ -53,10 +53,15 @@ class MaterializeFailed(RuntimeError):
 
 
 def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """'asset/check: what it says' for each failed check of a run (its description, else its scalar metadata)."""
+    """What each failed check of a run says."""
+    return check_failures(record.dagster_event.event_specific_data
+                          for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION))
+
+
+def check_failures(evaluations) -> list[str]:
+    """'asset/check: what it says' for each failed evaluation (its description, else its short scalar metadata)."""
     out = []
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = record.dagster_event.event_specific_data
+    for evaluation in evaluations:
         if evaluation.passed:
             continue
         # Short scalars only: tables and long lists stay on the check's page in the UI.
