@@ -141,9 +141,9 @@ def materialize_all(
             run_id = latest[0].run_id if latest else None
             raise MaterializeFailed(step.label, run_id, failed_checks(instance, run_id) if run_id else []) from exc
         done = time.perf_counter() - started
-        # Steps never run before are guessed at the mean of this run's steps so far.
-        mean = done / k
+        # Steps never run before are guessed at the mean of this run's steps so far, and the line says so.
+        mean, unknown = done / k, any(s is None for s in previous[k:])
         left = sum(mean if s is None else s for s in previous[k:])
-        line.end(f"{time.perf_counter() - step_started:.1f} s, elapsed {_clock(done)}"
-                 + (f", about {_clock(left)} left" if k < len(steps) else ""))
+        estimate = f", about {_clock(left)} left" + (" at this run's pace so far" if unknown else " by the last run")
+        line.end(f"{time.perf_counter() - step_started:.1f} s, elapsed {_clock(done)}" + (estimate if k < len(steps) else ""))
     return results
