@@ -157,3 +157,15 @@ def test_aya_home_moves_the_instance_and_an_unchanged_catalog_is_not_rebuilt(tmp
     (tmp_path / "data" / "warehouse" / "prompts" / "de.parquet").touch()
     assert cli.main(["sql", "select 1"]) == 0
     assert db.stat().st_mtime_ns != built  # the warehouse changed: refreshed
+
+
+@pytest.mark.parametrize("query, tables", [
+    ("SELECT * FROM prompts", {"prompts"}),
+    ("WITH x AS (SELECT * FROM main.prompts) SELECT * FROM x, materializations", {"prompts", "materializations"}),
+    ("SELECT 1 WHERE 1 IN (SELECT 1 FROM teacher_wins)", {"teacher_wins"}),
+    ("SELEC nonsense", None),  # DuckDB cannot tell: every view is registered, and the query fails on its own
+])
+def test_only_the_tables_a_query_names_are_registered(query, tables):
+    from aya_assets.catalog.sql import referenced_tables
+
+    assert referenced_tables(query) == tables

@@ -104,8 +104,20 @@ def _dataset(folder: Path):
                                            filesystem=pa.fs.LocalFileSystem(), partitions=partitions)
 
 
-def open_query_connection(db_path: Path, warehouse: Path, limits: QueryLimits) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with the catalog's tables and views, then locked with every file access off."""
+def referenced_tables(query: str) -> set[str] | None:
+    """The tables a query names (None where DuckDB cannot tell: then every view is registered)."""
+    try:
+        with duckdb.connect() as parser:
+            return {name.split(".")[-1] for name in parser.get_table_names(query)}
+    except duckdb.Error:
+        return None
+
+
+def open_query_connection(db_path: Path, warehouse: Path, limits: QueryLimits,
+                          only: set[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with the catalog's tables and the views in `only` (default: all), then locked with
+    every file access off. Registering only what a query names keeps a query on a large warehouse from reading
+    every partition file's schema first."""
     con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": limits.threads,
                                  "temp_directory": ""})  # no spilling: a query past the limit fails instead of writing
     con.execute("ATTACH ? AS catalog (READ_ONLY)", [str(db_path)])
@@ -114,7 +126,7 @@ def open_query_connection(db_path: Path, warehouse: Path, limits: QueryLimits) -
     views = con.execute("SELECT view, folder FROM catalog.main.catalog_tables").fetchall()
     con.execute("DETACH catalog")
     for view, folder in views:
-        if any((warehouse / folder).glob("*.parquet")):
+        if (only is None or view in only) and any((warehouse / folder).glob("*.parquet")):
             con.register(view, _dataset(warehouse / folder))
     con.execute("SET python_enable_replacements = false")  # no Python variable becomes a table by its name
     con.execute("SET enable_external_access = false")
@@ -142,7 +154,7 @@ def _execute(con: duckdb.DuckDBPyConnection, query: str, limits: QueryLimits) ->
 
 def run_query(db_path: Path, warehouse: Path, query: str, limits: QueryLimits | None = None) -> pl.DataFrame:
     limits = limits or QueryLimits()
-    con = open_query_connection(db_path, warehouse, limits)
+    con = open_query_connection(db_path, warehouse, limits, referenced_tables(query))
     try:
         check_read_only(con, query)
         return _execute(con, query, limits)
