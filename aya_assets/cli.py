@@ -181,5 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aya: {where}{type(cause).__name__}: {message}{log}", file=sys.stderr)
         return 2 if bad_input else 1
 
+
 if __name__ == "__main__":
     sys.exit(main())
