@@ -287,10 +287,6 @@ def test_sft_learns_and_writes_a_generating_checkpoint(prompts, tokenizer_dir, t
 
     again = train_causal_lm(tokenizer_dir, conversations(rows), tmp_path / "again", ARCH, settings)
     assert again.losses == report.losses  # seeded
-    further = train_causal_lm(
-        tokenizer_dir, conversations(rows), tmp_path / "further", ARCH, settings, init_from=tmp_path / "lm"
-    )
-    assert further.losses[0] < report.losses[0]  # starts from the trained weights, not from scratch
 
 
 @pytest.mark.slow

@@ -131,19 +131,16 @@ def train_causal_lm(
     out_dir: Path,
     arch: TinyArchitecture,
     settings: TrainSettings,
-    init_from: Path | None = None,
 ) -> TrainReport:
-    """SFT a fresh tiny Llama (or the checkpoint `init_from`) on user/assistant conversations; save it in `out_dir`."""
+    """Train a fresh tiny Llama on user/assistant conversations; save it in `out_dir` (SFT of an existing checkpoint:
+    training/sft.py)."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM, set_seed
+    from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM, set_seed
     from trl import SFTConfig
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     set_seed(settings.seed)  # the fresh model's initial weights depend on it
-    if init_from is None:
-        model = LlamaForCausalLM(_llama_config(arch, tokenizer))
-    else:
-        model = AutoModelForCausalLM.from_pretrained(init_from)
+    model = LlamaForCausalLM(_llama_config(arch, tokenizer))
     args = SFTConfig(**_trainer_args(settings, out_dir), assistant_only_loss=True)
     trainer = _sft_trainer_class()(
         model=model,
