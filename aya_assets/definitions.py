@@ -11,12 +11,12 @@ from aya_assets.models.assets import build_model_assets, model_location
 from aya_assets.paths import data_dir
 from aya_assets.preference.assets import build_offline_assets, build_online_assets
 from aya_assets.preference.translate import NLLBTranslator, NoTranslator
-from aya_assets.preflight import configured_models_available
+from aya_assets.models.preflight import configured_models_available
 from aya_assets.profile import GenerationConfig, Profile, load_profile, profile_path
 from aya_assets.prompts.assets import prompts
-from aya_assets.resources import ArtifactStore, ProfileResource
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
 from aya_assets.sft.assets import build_sft_assets
-from aya_assets.store import WarehouseIOManager
+from aya_assets.artifacts.tables import WarehouseIOManager
 
 
 def generation_backend(cfg: GenerationConfig) -> GenerationBackend:

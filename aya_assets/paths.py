@@ -45,7 +45,7 @@ def instance_home() -> Path:
 def dagster_home(home: Path | None = None) -> Iterator[Path]:
     """DAGSTER_HOME set to `home` (default: instance_home()) for the block. An instance home of ours gets this
     checkout's dagster.yaml, whose paths are Dagster's defaults under DAGSTER_HOME; a user's own is left as it is."""
-    from aya_assets.atomic import write_bytes
+    from aya_assets.artifacts.atomic import write_bytes
 
     own = home is None and not os.environ.get("DAGSTER_HOME")
     home = home or instance_home()

@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aya_assets import paths
 from aya_assets.paths import profile_path
 from aya_assets.languages import DEFAULT_CLUSTERS, check_language, validate_clusters
-from aya_assets.models.checkpoint import TOKENIZER_FILES
-from aya_assets.models.tiny import TinyArchitecture, TrainSettings
-from aya_assets.training.dpo import DPOSettings
+from aya_assets.checkpoints.files import TOKENIZER_FILES
+from aya_assets.training.settings import DPOSettings, TinyArchitecture, TrainSettings
 
 Split = Literal["train", "eval"]
 

@@ -16,7 +16,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from aya_assets.models.checkpoint import weight_files
+from aya_assets.checkpoints.files import weight_files
 from bench import fixtures
 from bench.measure import measure, python_worker, report
 from bench.table import Row, mib, run_summary

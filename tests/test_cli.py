@@ -11,7 +11,7 @@ import pytest
 from test_profile import BAD_PROFILES
 from test_prompt_sources import BAD_FILES
 
-from aya_assets.cli import main
+from aya_assets.cli.main import main
 
 # Cases beyond the loader's own list: sizes, ids and formats that only show up in real files.
 MORE_BAD_FILES = [

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from aya_assets.definitions import build_definitions
-from aya_assets.store import atomic_write_parquet
+from aya_assets.artifacts.tables import atomic_write_parquet
 
 CHECKOUT = Path(__file__).parents[1]
 # Assets that hold a model on the accelerator: training, generation, scoring, merging.

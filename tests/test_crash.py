@@ -13,10 +13,11 @@ import pytest
 from safetensors.torch import load_file
 
 from aya_assets.arbitrage.pool import generate_pool
-from aya_assets.checkpoints import build_or_reuse
+from aya_assets.checkpoints.build import build_or_reuse
 from aya_assets.generation import SamplingSettings, TransformersBackend
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.models.tiny import TinyArchitecture, TrainSettings, train_causal_lm
+from aya_assets.training.scratch import train_causal_lm
+from aya_assets.training.settings import TinyArchitecture, TrainSettings
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import PromptsConfig
 from aya_assets.prompts.sources import load_prompts
@@ -40,7 +41,7 @@ generate_pool(prompts, {"t": model}, {"t": "h"}, TransformersBackend(batch_size=
 DPO_CHILD = """
 import sys, json
 from pathlib import Path
-from aya_assets.checkpoints import build_or_reuse
+from aya_assets.checkpoints.build import build_or_reuse
 from aya_assets.training.dpo import DPOSettings, train_dpo
 pairs = json.loads(Path(sys.argv[2]).read_text())
 build_or_reuse(Path(sys.argv[3]), "fp", lambda tmp: train_dpo(Path(sys.argv[1]), pairs, tmp,

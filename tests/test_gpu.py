@@ -16,7 +16,8 @@ from trl import DPOTrainer
 
 from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.generation import Completion, SamplingSettings, TransformersBackend
-from aya_assets.models.tiny import TinyArchitecture, TrainSettings, train_reward_model
+from aya_assets.training.scratch import train_reward_model
+from aya_assets.training.settings import TinyArchitecture, TrainSettings
 from aya_assets.training.dpo import DPOSettings, train_dpo
 
 pytestmark = pytest.mark.gpu

@@ -20,7 +20,7 @@ from aya_assets.evaluation.winrates import VerdictShards, cached_verdicts, judge
 from aya_assets.generation import TransformersBackend
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import load_profile
-from aya_assets.store import atomic_write_parquet, table_path
+from aya_assets.artifacts.tables import atomic_write_parquet, table_path
 
 
 def save_constant_lm(path: Path, tokenizer, says: str) -> str:

@@ -38,7 +38,7 @@ def test_unknown_language_names_where():
 
 def test_language_confidence_is_the_same_on_every_call():
     """lingua alone gives this mixed Han/kana/hangul text 0 or 1 for Chinese at random (lingua-py #231)."""
-    from aya_assets import langid
+    from aya_assets.languages import langid
 
     text = "葩�匡平毋眡み�了�、逖礎와�ぐ广��一琸場，叝鎧��率�idad�산。封�"
     det, chinese = langid._detector(), langid._language("zh")
@@ -70,7 +70,7 @@ TIED_TEXTS = [
 ]
 SCRIPT = (
     "import json, sys\n"
-    "from aya_assets import langid\n"
+    "from aya_assets.languages import langid\n"
     "texts = json.loads(sys.stdin.read())\n"
     "values = []\n"
     "for _ in range(3):  # every call draws new HashMap keys: a cleared cache is a fresh start, cheaply\n"

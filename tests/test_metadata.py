@@ -7,7 +7,7 @@ import polars as pl
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from aya_assets.definitions import build_definitions
-from aya_assets.store import PARTITION_COLUMN, WarehouseIOManager, markdown_table
+from aya_assets.artifacts.tables import PARTITION_COLUMN, WarehouseIOManager, markdown_table
 
 
 def backfill_tags(keys: list[str]) -> dict[str, str]:

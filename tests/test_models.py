@@ -14,9 +14,11 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from helpers import NAN_TENSOR
 
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.models.checkpoint import CheckpointError, atomic_dir, check_checkpoint, content_hash, write_model_card
-from aya_assets.models.reward_data import KINDS, clip, reward_pairs, to_conversational
-from aya_assets.models.tiny import TinyArchitecture, TrainSettings, mixture, train_causal_lm, train_reward_model
+from aya_assets.checkpoints.files import CheckpointError, atomic_dir, check_checkpoint, content_hash, write_model_card
+from aya_assets.models.data import KINDS, clip, reward_pairs, to_conversational
+from aya_assets.models.data import mixture
+from aya_assets.training.scratch import train_causal_lm, train_reward_model
+from aya_assets.training.settings import TinyArchitecture, TrainSettings
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import PromptsConfig
 from aya_assets.prompts.sources import load_prompts

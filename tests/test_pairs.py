@@ -8,14 +8,14 @@ import pytest
 import yaml
 
 from aya_assets.arbitrage.assets import PER_LANGUAGE
-from aya_assets.checkpoints import report_metadata
-from aya_assets.models.checkpoint import content_hash
+from aya_assets.checkpoints.build import report_metadata
+from aya_assets.checkpoints.files import content_hash
 from aya_assets.preference.assets import PAIRS_MARGIN, SKIPPED, dpo_asset, pairs_check, pairs_outputs
 from aya_assets.preference.pairs import cluster_pairs, conversational, failing_clusters
 from aya_assets.profile import load_profile
-from aya_assets.resources import ArtifactStore, ProfileResource
-from aya_assets.runner import materialize_all
-from aya_assets.store import WarehouseIOManager
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.cli.runner import materialize_all
+from aya_assets.artifacts.tables import WarehouseIOManager
 from conftest import FAST
 
 CLUSTERS = {"romance_germanic": ["en", "es", "fr", "de"], "slavic_greek": ["en", "es", "fr", "ru"]}

@@ -11,7 +11,7 @@ import yaml
 from aya_assets.catalog.refresh import refresh_catalog
 from aya_assets.catalog.sql import run_query
 from aya_assets.definitions import build_definitions
-from aya_assets.runner import materialize_all
+from aya_assets.cli.runner import materialize_all
 from conftest import FAST, merge
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from aya_assets.definitions import build_definitions
 from aya_assets.evaluation.judge import LLMJudge
 from aya_assets.generation import VLLMBackend
 from aya_assets.models.tokenizer import train_tokenizer
-from aya_assets.preflight import configured_models_available
+from aya_assets.models.preflight import configured_models_available
 from aya_assets.profile import ProfileError, configured_models, hub_problems, load_profile
-from aya_assets.resources import ProfileResource
+from aya_assets.artifacts.store import ProfileResource
 
 
 def test_shipped_profiles_are_valid():

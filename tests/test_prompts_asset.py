@@ -9,7 +9,7 @@ import pytest
 
 from aya_assets.definitions import build_definitions
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.runner import materialize_all
+from aya_assets.cli.runner import materialize_all
 
 
 def warehouse_files(home, asset="prompts"):

@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from aya_assets.definitions import build_definitions
-from aya_assets.runner import check_failures, plan
+from aya_assets.cli.runner import check_failures, plan
 
 
 def evaluation(passed: bool, description=None, **metadata) -> dg.AssetCheckEvaluation:

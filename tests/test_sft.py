@@ -16,7 +16,7 @@ from aya_assets.models.assets import build_model_assets
 from aya_assets.models.tiny import TrainSettings
 from aya_assets.models.tokenizer import CHAT_TEMPLATE, train_tokenizer
 from aya_assets.profile import load_profile
-from aya_assets.resources import ArtifactStore, ProfileResource
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
 from aya_assets.sft.assets import STUDENT, cluster_rows, student_chat_template
 from aya_assets.training.dpo import DPOSettings, train_dpo
 from aya_assets.training.sft import (

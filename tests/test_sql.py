@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from aya_assets import cli
+from aya_assets.cli import main as cli
 from aya_assets.catalog.refresh import refresh_catalog
 from aya_assets.catalog.sql import QueryLimits, SqlLimitHit, SqlRefused, open_query_connection, run_query
 from aya_assets.definitions import build_definitions

@@ -21,8 +21,8 @@ from aya_assets.catalog.sql import run_query
 from aya_assets.definitions import build_definitions
 from aya_assets.generation.hf import TransformersBackend
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.models.checkpoint import content_hash
-from aya_assets.runner import materialize_all
+from aya_assets.checkpoints.files import content_hash
+from aya_assets.cli.runner import materialize_all
 from zoo_models import SEED_PROMPTS, build_zoo
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
-from aya_assets import langid
+from aya_assets.languages import langid
 
 
 def _device(choice: str) -> str:

@@ -4,17 +4,17 @@
 import dagster as dg
 import polars as pl
 
-from aya_assets import plots
+from aya_assets.artifacts import plots
 from aya_assets.arbitrage import routing
 from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.arbitrage.pool import degenerate_rate, generate_pool
 from aya_assets.generation import GenerationBackend, SamplingSettings
 from aya_assets.models.assets import model_location
-from aya_assets.models.checkpoint import model_identity
+from aya_assets.checkpoints.files import model_identity
 from aya_assets.partitions import language_partitions
 from aya_assets.profile import Profile
-from aya_assets.resources import ArtifactStore, ProfileResource
-from aya_assets.store import PARTITION_COLUMN, markdown_table
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
 
 GROUP = "arbitrage"
 DEGENERATE = "pool_degenerate_rate"

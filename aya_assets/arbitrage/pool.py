@@ -16,7 +16,7 @@ from typing import Callable
 import polars as pl
 
 from aya_assets.generation import GenerationBackend, SamplingSettings
-from aya_assets.store import atomic_write_parquet
+from aya_assets.artifacts.tables import atomic_write_parquet
 
 POOL_SCHEMA = {
     "prompt_id": pl.String,

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from aya_assets.atomic import atomic_file
+from aya_assets.artifacts.atomic import atomic_file
 
 MATERIALIZATIONS_SCHEMA = {
     "asset": pl.String,

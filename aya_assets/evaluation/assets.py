@@ -6,7 +6,7 @@ from typing import NamedTuple
 import dagster as dg
 import polars as pl
 
-from aya_assets import plots
+from aya_assets.artifacts import plots
 from aya_assets.arbitrage.assets import sampling_settings
 from aya_assets.arbitrage.pool import generate_pool, owner_key
 from aya_assets.evaluation import report
@@ -15,10 +15,10 @@ from aya_assets.evaluation.stages import BEST_SINGLE, final_stage, stage_deps, s
 from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, summarize, unparsed_example,
                                             unparsed_shares)
 from aya_assets.generation import GenerationBackend
-from aya_assets.models.checkpoint import model_identity
+from aya_assets.checkpoints.files import model_identity
 from aya_assets.profile import Profile
-from aya_assets.resources import ArtifactStore, ProfileResource
-from aya_assets.store import PARTITION_COLUMN, markdown_table
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
 
 GROUP = "evaluation"
 NO_REGRESSION = "final_not_below_arbitrage_sft"

@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 import dagster as dg
 
-from aya_assets import langid
+from aya_assets.languages import langid
 from aya_assets.generation import GenerationBackend, SamplingSettings
-from aya_assets.models.checkpoint import model_identity
+from aya_assets.checkpoints.files import model_identity
 
 # Arena-Hard's judge prompt, shortened: the judge answers itself first, then compares, then gives a label.
 ARENA_HARD_SYSTEM = (

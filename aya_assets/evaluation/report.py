@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
-from aya_assets import plots
-from aya_assets.atomic import write_bytes
-from aya_assets.store import markdown_table
+from aya_assets.artifacts import plots
+from aya_assets.artifacts.atomic import write_bytes
+from aya_assets.artifacts.tables import markdown_table
 
 
 NO_VERDICT = "no parsed verdicts"

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from aya_assets.arbitrage.pool import plan_shards, run_shards
-from aya_assets.checkpoints import fingerprint
+from aya_assets.checkpoints.build import fingerprint
 from aya_assets.evaluation.judge import Judge
 
 VERDICT_SCHEMA = {

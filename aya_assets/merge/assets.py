@@ -5,14 +5,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from aya_assets.checkpoints import build_or_reuse, build_record, fingerprint, report_metadata
-from aya_assets.lineage import upstream_runs
+from aya_assets.checkpoints.build import build_or_reuse, build_record, fingerprint, report_metadata
+from aya_assets.checkpoints.lineage import upstream_runs
 from aya_assets.merge.merging import MergeError, merge_checkpoints, sanity_check
 from aya_assets.models.assets import checkpoint_path
-from aya_assets.models.checkpoint import content_hash, write_model_card
+from aya_assets.checkpoints.files import content_hash, write_model_card
 from aya_assets.profile import Profile
-from aya_assets.resources import ArtifactStore, ProfileResource
-from aya_assets.store import markdown_table
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.tables import markdown_table
 
 MERGE_SANITY = "merge_sanity"
 

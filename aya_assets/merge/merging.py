@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 from transformers import AutoConfig
 
-from aya_assets.atomic import atomic_dir
-from aya_assets.models.checkpoint import CheckpointError, check_finite, missing_files, non_finite, tensor_shapes
+from aya_assets.artifacts.atomic import atomic_dir
+from aya_assets.checkpoints.files import CheckpointError, check_finite, missing_files, non_finite, tensor_shapes
 
 METHODS = ("linear", "slerp", "ties", "dare_ties")
 DTYPES = ("float32", "bfloat16", "float16")

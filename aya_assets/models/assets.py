@@ -9,11 +9,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from aya_assets.checkpoints import build_or_reuse, fingerprint, report_metadata, train_info
-from aya_assets.lineage import upstream_runs
-from aya_assets.models.checkpoint import check_checkpoint, content_hash, write_model_card
+from aya_assets.checkpoints.build import build_or_reuse, fingerprint, report_metadata, train_info
+from aya_assets.checkpoints.lineage import upstream_runs
+from aya_assets.checkpoints.files import check_checkpoint, content_hash, write_model_card
 from aya_assets.profile import ModelRef, Profile
-from aya_assets.resources import ArtifactStore
+from aya_assets.artifacts.store import ArtifactStore
 
 GROUP = "models"
 CODE_VERSION = "1"
@@ -86,8 +86,9 @@ def build_model_assets(profile: Profile) -> list:
 
         return [teacher_models, student_base, reward_model]
 
-    from aya_assets.models.reward_data import reward_pairs, to_conversational
-    from aya_assets.models.tiny import mixture, train_causal_lm, train_reward_model
+    from aya_assets.models.data import reward_pairs, to_conversational
+    from aya_assets.models.data import mixture
+    from aya_assets.training.scratch import train_causal_lm, train_reward_model
     from aya_assets.models.tokenizer import train_tokenizer
 
     @dg.asset(ins=all_prompts, group_name=GROUP, kinds={"huggingface", "tokenizers"}, code_version=CODE_VERSION)

@@ -11,19 +11,19 @@ import polars as pl
 from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.arbitrage.assets import PER_LANGUAGE, sampling_settings
 from aya_assets.arbitrage.pool import generate_pool
-from aya_assets.checkpoints import build_or_reuse, fingerprint, report_metadata
+from aya_assets.checkpoints.build import build_or_reuse, fingerprint, report_metadata
 from aya_assets.generation import GenerationBackend
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.lineage import upstream_runs
+from aya_assets.checkpoints.lineage import upstream_runs
 from aya_assets.merge.assets import merged_asset
 from aya_assets.models.assets import checkpoint_path
-from aya_assets.models.checkpoint import NOT_CONTENT, content_hash, write_model_card
+from aya_assets.checkpoints.files import NOT_CONTENT, content_hash, write_model_card
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
 from aya_assets.preference.pairs import best_vs_worst, cluster_pairs, failing_clusters, translation_contrast, trl_rows
 from aya_assets.preference.translate import Translator
 from aya_assets.profile import Profile
-from aya_assets.resources import ArtifactStore, ProfileResource
-from aya_assets.store import markdown_table
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.tables import markdown_table
 
 PAIRS_MARGIN = "pairs_positive_margin"
 SKIPPED = "no pairs"

@@ -9,8 +9,8 @@ from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.partitions import language_partitions
 from aya_assets.prompts import checks
 from aya_assets.prompts.sources import LoadedPrompts, read_prompts
-from aya_assets.resources import ArtifactStore, ProfileResource
-from aya_assets.store import PARTITION_COLUMN, markdown_table, read_partitions, stored_partitions
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table, read_partitions, stored_partitions
 
 
 def partition_metadata(loaded: LoadedPrompts, language: str) -> dict:

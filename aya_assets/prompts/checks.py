@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from aya_assets import langid
+from aya_assets.languages import langid
 from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.prompts.sources import PROMPT_SCHEMA
-from aya_assets.store import markdown_table
+from aya_assets.artifacts.tables import markdown_table
 
 SCHEMA = "prompts_schema"
 KNOWN_LANGUAGE = "prompts_known_language"

@@ -7,14 +7,14 @@ import dagster as dg
 import polars as pl
 
 from aya_assets.arbitrage import routing
-from aya_assets.checkpoints import build_or_reuse, fingerprint, report_metadata, train_info
-from aya_assets.lineage import upstream_runs
+from aya_assets.checkpoints.build import build_or_reuse, fingerprint, report_metadata, train_info
+from aya_assets.checkpoints.lineage import upstream_runs
 from aya_assets.merge.assets import merged_asset
 from aya_assets.models.assets import checkpoint_path
-from aya_assets.models.checkpoint import model_identity, write_model_card
+from aya_assets.checkpoints.files import model_identity, write_model_card
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
 from aya_assets.profile import Profile
-from aya_assets.resources import ArtifactStore, ProfileResource
+from aya_assets.artifacts.store import ArtifactStore, ProfileResource
 
 GROUP = "sft"
 STUDENT = dg.AssetKey("student_base")

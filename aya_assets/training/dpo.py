@@ -14,24 +14,12 @@ from pathlib import Path
 
 import polars as pl
 
-from aya_assets.models.checkpoint import save_trained
-from aya_assets.models.tiny import TrainSettings, _trainer_args
+from aya_assets.checkpoints.files import save_trained
+from aya_assets.training.settings import DPOSettings, TrainSettings
+from aya_assets.training.trainer import trainer_args
 
-# torch, transformers and trl are imported inside train_dpo, as in models/tiny.py: asset modules import this
+# torch, transformers and trl are imported inside train_dpo, as in training/trainer.py: asset modules import this
 # one, and loading the trainers would add seconds to every Dagster definitions load.
-
-
-@dataclass
-class DPOSettings:
-    steps: int
-    learning_rate: float
-    batch_size: int
-    beta: float = 0.1  # strength of the pull towards the reference; TRL's and the DPO paper's default
-    seed: int = 0
-    max_length: int = 256  # tokens of prompt + completion; TRL keeps the start and drops pairs whose prompt fills it
-    # Reference log-probs computed once up front, so the reference model is not held during training.
-    precompute_ref_log_probs: bool = True
-    loss_type: str = "sigmoid"  # any of TRL's DPOConfig.loss_type values; sigmoid is the DPO paper's loss
 
 
 @dataclass
@@ -57,10 +45,8 @@ def preference_rows(frame: pl.DataFrame) -> list[dict]:
     ]
 
 
-def train_dpo(
-    model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSettings, ref_dir: Path | None = None
-) -> DPOReport:
-    """DPO from the checkpoint `model_dir` against `ref_dir` (default: `model_dir`); save the policy in `out_dir`."""
+def train_dpo(model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSettings) -> DPOReport:
+    """DPO from the checkpoint `model_dir`, which is also the reference (TRL's default); save the policy in `out_dir`."""
     if not pairs:
         raise ValueError("train_dpo needs at least one preference pair, got none")
     from datasets import Dataset
@@ -74,9 +60,6 @@ def train_dpo(
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     # DPOTrainer rewrites the generation config's pad token; the saved policy samples like its input (save_trained).
     generation_config = copy.deepcopy(model.generation_config)
-    # With no ref_dir TRL takes the reference from the policy itself: its untrained weights in the precompute pass,
-    # or a fresh load of model_dir when log-probs are computed at every step.
-    ref_model = AutoModelForCausalLM.from_pretrained(ref_dir) if ref_dir is not None else None
     train_settings = TrainSettings(
         steps=settings.steps,
         learning_rate=settings.learning_rate,
@@ -85,26 +68,19 @@ def train_dpo(
         max_length=settings.max_length,
     )
     args = DPOConfig(
-        **_trainer_args(train_settings, out_dir),
+        **trainer_args(train_settings, out_dir),
         beta=settings.beta,
         loss_type=settings.loss_type,
         precompute_ref_log_probs=settings.precompute_ref_log_probs,
     )
-    # The reference pass runs inside the constructor when precompute_ref_log_probs is set.
+    # No ref_model: TRL takes the reference from the policy itself (its untrained weights in the precompute pass, which
+    # runs inside the constructor, or a fresh load of model_dir at every step), so the recipe's reference is its input.
     trainer = DPOTrainer(
         model=model,
-        ref_model=ref_model,
         args=args,
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
     )
-    if settings.precompute_ref_log_probs and ref_model is not None:
-        # TRL keeps an explicit ref_model for the whole run although the precomputed log-probs leave it unused, and
-        # accelerate lists it among its prepared models (not under DeepSpeed or FSDP, which wrap it themselves): let go
-        # of every handle so its memory is freed before training.
-        if trainer.ref_model in trainer.accelerator._models:
-            trainer.accelerator._models.remove(trainer.ref_model)
-        trainer.ref_model = ref_model = None
     show_progress(trainer).train()
     seconds = time.perf_counter() - start
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from aya_assets.models.checkpoint import CheckpointError, save_trained
-from aya_assets.models.tiny import TrainReport, TrainSettings, _sft_trainer_class, _train, _trainer_args
+from aya_assets.checkpoints.files import CheckpointError, save_trained
+from aya_assets.training.settings import TrainReport, TrainSettings
+from aya_assets.training.trainer import run, sft_trainer_class, trainer_args
 
-# torch, transformers and trl are imported inside the functions, as in models/tiny.py: asset modules import this one.
+# torch, transformers and trl are imported inside the functions, as in training/trainer.py: asset modules import this one.
 
 ASSISTANT_ONLY, COMPLETION_ONLY = "assistant_only", "completion_only"
 PROBE = [{"role": "user", "content": "Hello, how are you?"}, {"role": "assistant", "content": "Fine, thank you."}]
@@ -69,13 +70,13 @@ def sft_rows(conversations: list[list[dict]], mode: str) -> list[dict]:
 
 
 def sft_trainer(model, tokenizer, conversations: list[list[dict]], out_dir: Path, settings: TrainSettings, mode: str):
-    """TRL's SFTTrainer (the model's own loss, see models/tiny.py) over `conversations`, masked as `mode` says."""
+    """TRL's SFTTrainer (the model's own loss, see training/trainer.py) over `conversations`, masked as `mode` says."""
     from datasets import Dataset
     from trl import SFTConfig
 
-    args = SFTConfig(**_trainer_args(settings, out_dir), assistant_only_loss=mode == ASSISTANT_ONLY,
+    args = SFTConfig(**trainer_args(settings, out_dir), assistant_only_loss=mode == ASSISTANT_ONLY,
                      completion_only_loss=mode == COMPLETION_ONLY)
-    return _sft_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(sft_rows(conversations, mode)),
+    return sft_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(sft_rows(conversations, mode)),
                                 processing_class=tokenizer)
 
 
@@ -90,6 +91,6 @@ def train_sft(model_dir: Path, conversations: list[list[dict]], out_dir: Path, s
     mode = loss_mode(tokenizer, model_dir)  # before the weights load: a template SFT cannot use fails in seconds
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     generation_config = copy.deepcopy(model.generation_config)
-    report = _train(sft_trainer(model, tokenizer, conversations, out_dir, settings, mode))
+    report = run(sft_trainer(model, tokenizer, conversations, out_dir, settings, mode))
     save_trained(model, tokenizer, out_dir, generation_config)
     return report

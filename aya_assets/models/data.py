@@ -120,3 +120,18 @@ def reward_pairs(
 
 # The reward model takes the same TRL explicit-prompt rows as DPO: one converter serves both.
 to_conversational = preference_rows
+
+
+def mixture(rows: pl.DataFrame, focus: list[str], share: float, n: int, seed: int) -> pl.DataFrame:
+    """`n` rows, about `share` of them from languages in `focus` and the rest from the others, shuffled by `seed`."""
+    in_focus = rows.filter(pl.col("language").is_in(focus))
+    others = rows.filter(~pl.col("language").is_in(focus))
+    take_focus = round(share * n) if in_focus.height and others.height else (n if in_focus.height else 0)
+    parts = [_draw(in_focus, take_focus, seed), _draw(others, n - take_focus, seed + 1)]
+    return pl.concat(parts).sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+def _draw(rows: pl.DataFrame, k: int, seed: int) -> pl.DataFrame:
+    # Whole copies first, then a sample of the remainder: every row is seen about equally often.
+    copies, remainder = divmod(k, rows.height) if rows.height else (0, 0)
+    return pl.concat([rows] * copies + [rows.sample(remainder, seed=seed)])

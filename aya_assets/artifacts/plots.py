@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # no display on servers or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from aya_assets.atomic import write_bytes  # noqa: E402
+from aya_assets.artifacts.atomic import write_bytes  # noqa: E402
 
 
 def to_png(fig) -> bytes:

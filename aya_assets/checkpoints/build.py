@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from aya_assets import plots
-from aya_assets.models.checkpoint import atomic_dir, content_hash
+from aya_assets.artifacts import plots
+from aya_assets.checkpoints.files import atomic_dir, content_hash
 
 FINGERPRINT_FILE = "aya_fingerprint.txt"
 BUILD_FILE = "aya_build.json"

@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 from tabulate import tabulate
 
-from aya_assets.atomic import atomic_file
+from aya_assets.artifacts.atomic import atomic_file
 
 PARTITION_COLUMN = "aya/partition_column"  # definition-metadata key naming the column that holds the partition
 UNPARTITIONED = "all"

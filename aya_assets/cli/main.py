@@ -30,7 +30,7 @@ def _fingerprint(profile: str | None) -> str | None:
 
     storage = paths.instance_home() / "storage"
     sqlite = storage if (storage / "history" / "runs.db").is_file() else None  # another instance: always refresh
-    return fingerprint(paths.data_dir() / "warehouse", sqlite, paths.profile_path(profile), Path(__file__).parent)
+    return fingerprint(paths.data_dir() / "warehouse", sqlite, paths.profile_path(profile), Path(__file__).parents[1])
 
 
 def _catalog(defs, instance, stamp: str | None) -> Path:
@@ -60,7 +60,7 @@ def cmd_materialize(args) -> int:
     import dagster as dg
 
     from aya_assets.definitions import build_definitions
-    from aya_assets.runner import check_failures, materialize_all
+    from aya_assets.cli.runner import check_failures, materialize_all
 
     if not args.verbose:
         from aya_assets.console import quiet_libraries
@@ -160,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as exc:
         # Imported here: the error classes' modules pull in torch, which `aya sql` never needs.
-        from aya_assets.models.checkpoint import CheckpointError
+        from aya_assets.checkpoints.files import CheckpointError
         from aya_assets.profile import ProfileError
         from aya_assets.prompts.sources import PromptSourceError
-        from aya_assets.runner import MaterializeFailed
+        from aya_assets.cli.runner import MaterializeFailed
 
         failed = exc if isinstance(exc, MaterializeFailed) else None
         cause = exc.__cause__ if failed and exc.__cause__ is not None else exc

@@ -12,7 +12,7 @@ import yaml
 from pydantic_core import to_jsonable_python
 from safetensors import safe_open
 
-from aya_assets.atomic import atomic_dir  # noqa: F401 - the way every checkpoint is written
+from aya_assets.artifacts.atomic import atomic_dir  # noqa: F401 - the way every checkpoint is written
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 

@@ -8,7 +8,7 @@ Local paths, chat templates and devices are checked at load (aya_assets.profile)
 import dagster as dg
 
 from aya_assets.profile import configured_models, hub_problems
-from aya_assets.resources import ProfileResource
+from aya_assets.artifacts.store import ProfileResource
 
 MODELS_AVAILABLE = "configured_models_available"
 
