@@ -13,10 +13,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from aya_assets.definitions import build_definitions
 from aya_assets.evaluation import report
-from aya_assets.evaluation.assets import resolve_baselines
 from aya_assets.evaluation.judge import LLMJudge, parse_verdict
 from aya_assets.evaluation.stages import stage_keys
-from aya_assets.evaluation.winrates import VerdictShards, cached_verdicts, judge_both_orders, summarize, unparsed_shares
+from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, judge_both_orders, resolve_baselines, summarize,
+                                            unparsed_shares)
 from aya_assets.generation import TransformersBackend
 from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import load_profile
@@ -152,10 +152,9 @@ def test_verdicts_are_cached_per_shard_and_rejudged_only_where_an_answer_changed
 
 
 def test_best_single_teacher_is_never_chosen_from_stages_without_verdicts():
-    profile = load_profile("tiny")
-    assert resolve_baselines(profile, {"single_a": 0.4, "single_b": None, "sft_merged": 0.9}) == ["student_base", "single_a"]
+    assert resolve_baselines(["student_base", "best_single_teacher"], {"single_a": 0.4, "single_b": None, "sft_merged": 0.9}) == ["student_base", "single_a"]
     with pytest.raises(ValueError, match=r"best_single_teacher cannot be chosen: the judge gave no verdict .* single_a, single_b"):
-        resolve_baselines(profile, {"single_a": None, "single_b": None})
+        resolve_baselines(["best_single_teacher"], {"single_a": None, "single_b": None})
 
 
 def test_report_tables_say_when_a_stage_has_no_verdict():

@@ -11,8 +11,8 @@ from aya_assets.arbitrage.assets import sampling_settings
 from aya_assets.arbitrage.pool import generate_pool, owner_key
 from aya_assets.evaluation import report
 from aya_assets.evaluation.judge import Judge
-from aya_assets.evaluation.stages import BEST_SINGLE, final_stage, stage_deps, stage_keys, stage_model
-from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, summarize, unparsed_example,
+from aya_assets.evaluation.stages import final_stage, stage_deps, stage_keys, stage_model
+from aya_assets.evaluation.winrates import (VerdictShards, resolve_baselines, cached_verdicts, pair_frame, summarize, unparsed_example,
                                             unparsed_shares)
 from aya_assets.generation import GenerationBackend
 from aya_assets.checkpoints.files import model_identity
@@ -25,22 +25,6 @@ NO_REGRESSION = "final_not_below_arbitrage_sft"
 VERDICTS_PARSED = "judge_verdicts_parsed"
 SUMMARY_COLUMNS = ["stage", "baseline", "language", "prompts", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
                    "judgements", "unparsed"]
-
-
-def resolve_baselines(profile: Profile, overall_vs_base: dict[str, float | None]) -> list[str]:
-    """Configured baselines with best_single_teacher replaced by the strongest single-teacher SFT."""
-    singles = {k: v for k, v in overall_vs_base.items() if k.startswith("single_")}
-    rated = {k: v for k, v in singles.items() if v is not None}  # a stage with no verdict has no rate to rank
-    out = []
-    for b in profile.evaluation.baselines:
-        if b != BEST_SINGLE:
-            out.append(b)
-        elif rated:
-            out.append(max(rated, key=lambda k: (rated[k], k)))
-        elif singles:
-            raise ValueError(f"evaluation.baselines: {BEST_SINGLE} cannot be chosen: the judge gave no verdict on any pair "
-                             f"of {', '.join(sorted(singles))} against student_base (see win_rates' `unparsed`)")
-    return list(dict.fromkeys(out))
 
 
 class Comparison(NamedTuple):
@@ -66,7 +50,7 @@ def judge_stages(judge: Judge, generations: pl.DataFrame, profile: Profile, shar
     run = partial(compare, judge, generations, shards=shards, resamples=ev.bootstrap_resamples, seed=profile.seed)
     vs_base = [run(s, "student_base") for s in stages if s != "student_base"]
     overall = {c.summary["stage"][0]: c.summary.filter(pl.col("language") == "all")["win_rate"][0] for c in vs_base}
-    baselines = resolve_baselines(profile, overall)
+    baselines = resolve_baselines(profile.evaluation.baselines, overall)
     done = list(vs_base) if "student_base" in baselines else []
     done += [run(s, b) for b in baselines if b != "student_base" for s in stages if s != b]
     return baselines, done, overall

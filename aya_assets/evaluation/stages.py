@@ -10,9 +10,6 @@ from aya_assets.models.assets import checkpoint_path
 from aya_assets.profile import Profile
 from aya_assets.sft.assets import ROUTING_BASELINES, baseline_keys
 
-BEST_SINGLE = "best_single_teacher"
-
-
 def stage_keys(profile: Profile) -> list[str]:
     """student base → baselines → cluster SFT → SFT merge → offline DPO merge → online merges (chart order)."""
     keys = ["student_base"]

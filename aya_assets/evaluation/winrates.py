@@ -17,6 +17,8 @@ from aya_assets.arbitrage.pool import plan_shards, run_shards
 from aya_assets.checkpoints.build import fingerprint
 from aya_assets.evaluation.judge import Judge
 
+BEST_SINGLE = "best_single_teacher"  # a baseline name: the single-teacher SFT that rates highest vs student_base
+
 VERDICT_SCHEMA = {
     "prompt_id": pl.String, "language": pl.String, "as_first": pl.Float64, "as_second": pl.Float64,
     "first_judgement": pl.String, "second_judgement": pl.String, "verdict": pl.Float64,
@@ -121,3 +123,19 @@ def unparsed_example(verdicts: pl.DataFrame, width: int = 400) -> str | None:
     missing = pl.concat([verdicts.filter(pl.col("as_first").is_null())["first_judgement"],
                          verdicts.filter(pl.col("as_second").is_null())["second_judgement"]])
     return missing[0][-width:] if missing.len() else None
+
+
+def resolve_baselines(configured: list[str], overall_vs_base: dict[str, float | None]) -> list[str]:
+    """Configured baselines with best_single_teacher replaced by the strongest single-teacher SFT."""
+    singles = {k: v for k, v in overall_vs_base.items() if k.startswith("single_")}
+    rated = {k: v for k, v in singles.items() if v is not None}  # a stage with no verdict has no rate to rank
+    out = []
+    for b in configured:
+        if b != BEST_SINGLE:
+            out.append(b)
+        elif rated:
+            out.append(max(rated, key=lambda k: (rated[k], k)))
+        elif singles:
+            raise ValueError(f"evaluation.baselines: {BEST_SINGLE} cannot be chosen: the judge gave no verdict on any pair "
+                             f"of {', '.join(sorted(singles))} against student_base (see win_rates' `unparsed`)")
+    return list(dict.fromkeys(out))

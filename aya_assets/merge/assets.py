@@ -7,7 +7,7 @@ import polars as pl
 
 from aya_assets.checkpoints.build import build_or_reuse, build_record, fingerprint, report_metadata
 from aya_assets.checkpoints.lineage import upstream_runs
-from aya_assets.merge.merging import MergeError, merge_checkpoints, sanity_check
+from aya_assets.merge.merging import MergeError, merge_weights, merge_checkpoints, sanity_check
 from aya_assets.models.assets import checkpoint_path
 from aya_assets.checkpoints.files import content_hash, write_model_card
 from aya_assets.profile import Profile
@@ -15,16 +15,6 @@ from aya_assets.artifacts.store import ArtifactStore, ProfileResource
 from aya_assets.artifacts.tables import markdown_table
 
 MERGE_SANITY = "merge_sanity"
-
-
-def merge_weights(profile: Profile, sizes: dict[str, int]) -> dict[str, float]:
-    """Configured weights, or each cluster's share of the training rows (the paper's data-proportional default)."""
-    if profile.merge.weights is not None:
-        return dict(profile.merge.weights)
-    total = sum(sizes.values())
-    if total <= 0:
-        raise ValueError(f"cannot weight a merge by data size: no training rows recorded in {sizes}")
-    return {cluster: size / total for cluster, size in sizes.items()}
 
 
 def merged_asset(name: str, upstream: str, base_asset: str, group: str, profile: Profile, description: str):
@@ -47,7 +37,7 @@ def merged_asset(name: str, upstream: str, base_asset: str, group: str, profile:
         inputs = {c: store.models / upstream / c for c in clusters}
         records = {c: build_record(path) for c, path in inputs.items()}
         sizes = {c: int(r.get("examples") or r.get("pairs") or 0) for c, r in records.items()}
-        weights = merge_weights(cfg, sizes)
+        weights = merge_weights(cfg.merge.weights, sizes)
         base = checkpoint_path(cfg, store.models, base_asset)
         out = store.models / name
         method = cfg.merge.method

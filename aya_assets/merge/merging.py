@@ -32,6 +32,16 @@ class MergeError(ValueError):
     """A merge that must not happen; the message names the checkpoint and tensor."""
 
 
+def merge_weights(configured: dict[str, float] | None, sizes: dict[str, int]) -> dict[str, float]:
+    """Configured weights, or each cluster's share of the training rows (the paper's data-proportional default)."""
+    if configured is not None:
+        return dict(configured)
+    total = sum(sizes.values())
+    if total <= 0:
+        raise ValueError(f"cannot weight a merge by data size: no training rows recorded in {sizes}")
+    return {cluster: size / total for cluster, size in sizes.items()}
+
+
 def merge_recipe(models: list[str | Path], weights: list[float], method: str = "linear", *, base_model: str | Path | None = None,
                  density: float = 0.5, slerp_t: float = 0.5, dtype: str = "float32") -> dict:
     """The mergekit YAML config as a dict, with absolute paths and every method parameter explicit; ValueError on bad arguments.
