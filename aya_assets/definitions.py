@@ -1,22 +1,24 @@
-"""The Dagster code location: every stage's assets, wired to the resources of the active profile."""
+"""The Dagster code location: every stage's assets, built from one validated profile and wired to its resources."""
 
 import dagster as dg
 
 from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.arbitrage.assets import build_arbitrage_assets
+from aya_assets.artifacts.store import ArtifactStore, model_key
+from aya_assets.artifacts.tables import WarehouseIOManager
+from aya_assets.checkpoints.io import CHECKPOINT_IO, CheckpointIOManager
 from aya_assets.evaluation.assets import build_evaluation_assets
 from aya_assets.evaluation.judge import LLMJudge, ReferenceJudge
 from aya_assets.generation import EndpointBackend, GenerationBackend, TransformersBackend, VLLMBackend
-from aya_assets.models.assets import build_model_assets, model_location
+from aya_assets.models.assets import build_model_assets
+from aya_assets.models.preflight import build_preflight_checks
 from aya_assets.paths import data_dir
 from aya_assets.preference.assets import build_offline_assets, build_online_assets
 from aya_assets.preference.translate import NLLBTranslator, NoTranslator
-from aya_assets.models.preflight import configured_models_available
-from aya_assets.profile import GenerationConfig, Profile, load_profile, profile_path
-from aya_assets.prompts.assets import prompts
-from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.profile import GenerationConfig, Profile, load_profile
+from aya_assets.prompts.assets import build_prompt_assets
 from aya_assets.sft.assets import build_sft_assets
-from aya_assets.artifacts.tables import WarehouseIOManager
+from aya_assets.stages import Recipe
 
 
 def generation_backend(cfg: GenerationConfig) -> GenerationBackend:
@@ -27,19 +29,26 @@ def generation_backend(cfg: GenerationConfig) -> GenerationBackend:
     return TransformersBackend(batch_size=cfg.batch_size, device=cfg.device)
 
 
-def resources(profile: Profile, profile_name: str | None) -> dict:
-    store = ArtifactStore(root=str(data_dir()))
+def configured_checkpoints(profile: Profile) -> dict[str, list[str]]:
+    """The checkpoints a `models.build: false` profile names, keyed as ArtifactStore.checkpoint looks them up."""
+    if profile.models.build:
+        return {}
+    models = profile.models
+    refs = {model_key("teacher_models", t.name): t for t in models.teachers}
+    refs |= {"student_base": models.student, "reward_model": models.reward_model}
+    return {key: [ref.path, ref.revision or ""] for key, ref in refs.items()}
+
+
+def resources(profile: Profile) -> dict:
+    store = ArtifactStore(root=str(data_dir()), configured=configured_checkpoints(profile))
     generator = generation_backend(profile.generation)
     ev, tr = profile.evaluation, profile.translation
-    rm = profile.models.reward_model  # built (tiny) or the configured checkpoint (models.build false)
-    arbiter_model = {"model": model_location(profile, store.models, "reward_model", rm),
-                     "revision": None if profile.models.build else rm.revision}
     return {
-        "profile": ProfileResource(name_or_path=str(profile_path(profile_name))),
         "store": store,
         "io_manager": WarehouseIOManager(base_dir=str(store.warehouse)),
+        CHECKPOINT_IO: CheckpointIOManager(store=store),
         "generator": generator,
-        "arbiter": Arbiter(**arbiter_model, **profile.arbiter.model_dump()),
+        "arbiter": Arbiter(**profile.arbiter.model_dump()),
         "translator": NoTranslator() if tr.translator == "none"
         else NLLBTranslator(model=tr.model, batch_size=tr.batch_size, device=tr.device),
         "judge": LLMJudge(model=ev.judge_model, backend=generator, max_new_tokens=ev.judge_max_new_tokens) if ev.judge == "llm"
@@ -47,15 +56,24 @@ def resources(profile: Profile, profile_name: str | None) -> dict:
     }
 
 
-def build_definitions(profile_name: str | None = None) -> dg.Definitions:
-    profile = load_profile(profile_name)  # fail at load time, naming the bad key, not mid-run
-    stages = [build_model_assets, build_arbitrage_assets, build_sft_assets, build_offline_assets,
-              build_online_assets, build_evaluation_assets]
-    return dg.Definitions(
-        assets=[prompts, *(asset for build in stages for asset in build(profile))],
-        asset_checks=[configured_models_available],
-        resources=resources(profile, profile_name),
-    )
+def build_definitions(profile: str | Profile | None = None) -> dg.Definitions:
+    """Definitions for a profile (name, path or an already validated Profile): the graph and the resources of one profile."""
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)  # fail at load time, naming the bad key, not mid-run
+    recipe = Recipe(profile)
+    assets = [
+        *build_prompt_assets(profile),
+        *build_model_assets(profile, recipe),
+        *build_arbitrage_assets(profile),
+        *build_sft_assets(profile, recipe),
+        *build_offline_assets(profile, recipe),
+        *build_online_assets(profile, recipe),
+        *build_evaluation_assets(profile, recipe),
+    ]
+    return dg.Definitions(assets=assets, asset_checks=build_preflight_checks(profile), resources=resources(profile))
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What `dagster dev` loads: the default profile (AYA_PROFILE or tiny), built when Dagster asks, not at import."""
+    return build_definitions()

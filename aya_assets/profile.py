@@ -142,6 +142,10 @@ class PromptsConfig(_Strict):
     sources: list[Source] = Field(min_length=1)
     eval_fraction: float = Field(0.3, ge=0.0, le=1.0)  # for rows whose source gives no split
     max_chars: int = Field(8000, gt=0)  # longer prompts are a data error, not a prompt
+    # Share of a language's prompts lingua may read as another language before the blocking language-ID check fails:
+    # short prompts, names and code are misread now and then (the bundled seed: at most 1 of 24), a mislabelled file
+    # is mostly wrong.
+    max_language_mismatch: float = Field(0.2, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _unique_names(self):

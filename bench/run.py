@@ -35,10 +35,10 @@ HERE = Path(__file__).parent
 def demo(dagster_home: Path) -> tuple[Row, dict]:
     """The latest finished `make demo` in `dagster_home`, or a note saying why there is none."""
     warnings.filterwarnings("ignore", module="dagster")  # beta notices on loading the definitions
-    from aya_assets.definitions import defs
+    from aya_assets.definitions import build_definitions
 
     times = demo_times.demo_times(dagster_home)
-    graph = {key.to_user_string() for key in defs.resolve_asset_graph().materializable_asset_keys}
+    graph = {key.to_user_string() for key in build_definitions().resolve_asset_graph().materializable_asset_keys}
     if times is None:
         note = f"no run in the Dagster instance at {dagster_home}: run `make demo` first"
     elif not times["finished"]:

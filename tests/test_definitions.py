@@ -5,8 +5,9 @@ from aya_assets.languages import LANGUAGE_CODES
 
 
 def test_definitions_load_and_validate():
-    dg.Definitions.validate_loadable(defs)
-    graph = defs.resolve_asset_graph()
+    loaded = defs()  # what `dagster dev -m aya_assets.definitions` builds, lazily
+    dg.Definitions.validate_loadable(loaded)
+    graph = loaded.resolve_asset_graph()
     assert dg.AssetKey("prompts") in graph.get_all_asset_keys()
 
 

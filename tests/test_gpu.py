@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 from trl import DPOTrainer
 
 from aya_assets.arbitrage.arbiter import Arbiter
+from aya_assets.checkpoints.io import Checkpoint
 from aya_assets.generation import Completion, SamplingSettings, TransformersBackend
 from aya_assets.training.scratch import train_reward_model
 from aya_assets.training.settings import TinyArchitecture, TrainSettings
@@ -150,15 +151,14 @@ def test_arbiter_rewards_on_cuda_match_cpu(start, tmp_path):  # noqa: F811
 
     prompts = [p["prompt"][0]["content"] for p in pairs[:4]] * 2
     completions = [p["chosen"][0]["content"] for p in pairs[:4]] + [p["rejected"][0]["content"] for p in pairs[:4]]
-    gpu = Arbiter(model=str(tmp_path / "rm"), language_weight=0.0, batch_size=3)
+    rm = Checkpoint(str(tmp_path / "rm"))
+    gpu = Arbiter(language_weight=0.0, batch_size=3)
     progress = []
-    on_gpu = gpu.rewards(prompts, completions, progress=lambda *p: progress.append(p))
-    _, model, device = gpu._loaded
+    on_gpu = gpu.rewards(rm, prompts, completions, progress=lambda *p: progress.append(p))
+    _, model, device = gpu._loaded[rm]
     assert device == "cuda" and model.device.type == "cuda" and model.dtype == torch.bfloat16
     assert progress == [(3, 8), (6, 8), (8, 8)]
-    on_cpu = Arbiter(model=str(tmp_path / "rm"), language_weight=0.0, batch_size=3, device="cpu").rewards(
-        prompts, completions
-    )
+    on_cpu = Arbiter(language_weight=0.0, batch_size=3, device="cpu").rewards(rm, prompts, completions)
     assert len(on_gpu) == len(on_cpu) == 8 and all(isinstance(x, float) and math.isfinite(x) for x in on_gpu)
     print("rewards on cuda (bf16)", on_gpu, "\nrewards on cpu (fp32)", on_cpu)
     # bfloat16 keeps about 3 significant digits; left padding in uneven batches must not move a score further.

@@ -14,7 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from aya_assets.definitions import build_definitions
 from aya_assets.evaluation import report
 from aya_assets.evaluation.judge import LLMJudge, parse_verdict
-from aya_assets.evaluation.stages import stage_keys
+from aya_assets.stages import Recipe
 from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, judge_both_orders, resolve_baselines, summarize,
                                             unparsed_shares)
 from aya_assets.generation import TransformersBackend
@@ -176,7 +176,7 @@ def test_report_tables_say_when_a_stage_has_no_verdict():
 def eval_generations(profile) -> dict[str, pl.DataFrame]:
     """Two eval prompts in two languages answered by every stage (what eval_generations would have written)."""
     frames = {}
-    for stage in stage_keys(profile):
+    for stage in Recipe(profile).evaluated_keys():
         rows = [{"prompt_id": f"{lang}{i}", "language": lang, "prompt": f"question {i}", "stage": stage,
                  "completion": f"{stage} answer {i}", "tokens": 3, "finish_reason": "stop", "seconds": 0.1,
                  "reference": "answer"} for lang in ("en", "fr") for i in range(2)]

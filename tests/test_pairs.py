@@ -7,13 +7,15 @@ import polars as pl
 import pytest
 import yaml
 
-from aya_assets.arbitrage.assets import PER_LANGUAGE
 from aya_assets.checkpoints.build import report_metadata
+from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, CheckpointIOManager
 from aya_assets.checkpoints.files import content_hash
+from aya_assets.partitions import per_language
 from aya_assets.preference.assets import PAIRS_MARGIN, SKIPPED, dpo_asset, pairs_check, pairs_outputs
 from aya_assets.preference.pairs import cluster_pairs, conversational, failing_clusters
 from aya_assets.profile import load_profile
-from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.stages import Stage
+from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.cli.runner import materialize_all
 from aya_assets.artifacts.tables import WarehouseIOManager
 from conftest import FAST
@@ -69,25 +71,26 @@ def graph(aya_home, write_profile, ckpt, instance):
     profile = load_profile(profile_path)
     store = ArtifactStore(root=str(aya_home / "data"))
 
-    @dg.asset(**PER_LANGUAGE, check_specs=[pairs_check("toy_pairs")])
+    @dg.asset(**per_language("test"), check_specs=[pairs_check("toy_pairs")])
     def toy_pairs(context: dg.AssetExecutionContext):
         table = pairs([("de", 0.5)] * 8)
         yield from pairs_outputs(context, table, "toy_pairs", profile.clusters)
 
     def stub(name: str, source):
-        @dg.asset(name=name)
-        def _stub() -> dg.MaterializeResult:
+        @dg.asset(name=name, io_manager_key=CHECKPOINT_IO)
+        def _stub() -> dg.Output[Checkpoint]:
             out = store.models / name
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(source, out)
-            return dg.MaterializeResult(metadata=report_metadata(out, False, {}, name))
+            return dg.Output(Checkpoint(str(out)), metadata=report_metadata(out, False, {}, name))
 
         return _stub
 
-    dpo = dpo_asset("toy_dpo", ["toy_pairs"], "sft_merged", "test", profile, "DPO on toy pairs.")
+    dpo = dpo_asset(Stage("toy_dpo", "test", "cluster", "train", "sft_merged"), ["toy_pairs"], profile.training.dpo,
+                    profile, "DPO on toy pairs.")
     defs = dg.Definitions(
         assets=[toy_pairs, stub("student_base", ckpt["base"]), stub("sft_merged", ckpt["a"]), dpo],
-        resources={"profile": ProfileResource(name_or_path=profile_path), "store": store,
+        resources={"store": store, CHECKPOINT_IO: CheckpointIOManager(store=store),
                    "io_manager": WarehouseIOManager(base_dir=str(store.warehouse))},
     )
     results = materialize_all(defs, instance)

@@ -13,9 +13,8 @@ from aya_assets.definitions import build_definitions
 from aya_assets.evaluation.judge import LLMJudge
 from aya_assets.generation import VLLMBackend
 from aya_assets.models.tokenizer import train_tokenizer
-from aya_assets.models.preflight import configured_models_available
+from aya_assets.models.preflight import build_preflight_checks
 from aya_assets.profile import ProfileError, configured_models, hub_problems, load_profile
-from aya_assets.artifacts.store import ProfileResource
 
 
 def test_shipped_profiles_are_valid():
@@ -87,7 +86,8 @@ def test_gpu_profile_definitions_load_offline_with_the_llm_judge_wired():
     judge, gpu = defs.resources["judge"], load_profile("gpu")
     assert isinstance(judge, LLMJudge) and isinstance(judge.backend, VLLMBackend)
     assert judge.model == gpu.evaluation.judge_model and judge.max_new_tokens == gpu.evaluation.judge_max_new_tokens
-    assert defs.resources["arbiter"].model == gpu.models.reward_model.path
+    store = defs.resources["store"]  # where every consumer of reward_model (the arbiter's scoring assets) finds it
+    assert store.checkpoint("reward_model") == (gpu.models.reward_model.path, gpu.models.reward_model.revision)
     assert dg.AssetCheckKey(dg.AssetKey("prompts"), "configured_models_available") in defs.resolve_asset_graph().asset_check_keys
 
 
@@ -155,9 +155,12 @@ def test_complete_local_checkpoints_load(write_profile, zoo):
 
 
 def test_arbiter_scores_with_the_configured_reward_model(write_profile, zoo):
-    arbiter = build_definitions(write_profile(**zoo_profile(zoo))).resources["arbiter"]
-    assert arbiter.model == str(zoo["reward"])  # not data/models/reward_model, which only a built profile has
-    [reward] = arbiter.rewards(["Hello, how are you?"], ["bonjour le monde"])
+    from aya_assets.checkpoints.io import located
+
+    defs = build_definitions(write_profile(**zoo_profile(zoo)))
+    reward_model = located(defs.resources["store"], "reward_model")
+    assert reward_model.path == str(zoo["reward"])  # not data/models/reward_model, which only a built profile has
+    [reward] = defs.resources["arbiter"].rewards(reward_model, ["Hello, how are you?"], ["bonjour le monde"])
     assert math.isfinite(reward)
 
 
@@ -203,7 +206,8 @@ def test_hub_ids_are_checked_by_the_preflight(write_profile, zoo, tmp_path, monk
 
 def test_preflight_check_fails_on_an_uncached_hub_id_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    result = configured_models_available(dg.build_asset_check_context(), profile=ProfileResource(name_or_path="gpu"))
+    [check] = build_preflight_checks(load_profile("gpu"))
+    result = check(dg.build_asset_check_context())
     assert not result.passed and "translation.translator: none" in result.metadata["problems"].value
-    spec = next(iter(configured_models_available.check_specs))
+    spec = next(iter(check.check_specs))
     assert spec.blocking and spec.asset_key == dg.AssetKey("prompts")  # it stops every run before any model step

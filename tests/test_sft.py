@@ -13,11 +13,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, CohereConfig, Cohe
 
 from aya_assets.merge.merging import merge_checkpoints
 from aya_assets.models.assets import build_model_assets
-from aya_assets.models.tiny import TrainSettings
+from aya_assets.training.settings import TrainSettings
 from aya_assets.models.tokenizer import CHAT_TEMPLATE, train_tokenizer
 from aya_assets.profile import load_profile
-from aya_assets.artifacts.store import ArtifactStore, ProfileResource
-from aya_assets.sft.assets import STUDENT, cluster_rows, student_chat_template
+from aya_assets.artifacts.store import ArtifactStore
+from aya_assets.checkpoints.io import CHECKPOINT_IO, CheckpointIOManager
+from aya_assets.definitions import configured_checkpoints
+from aya_assets.stages import Recipe
+from aya_assets.sft.assets import cluster_rows, student_chat_template
 from aya_assets.training.dpo import DPOSettings, train_dpo
 from aya_assets.training.sft import (
     ASSISTANT_ONLY, COMPLETION_ONLY, ChatTemplateError, loss_mode, sft_trainer, train_sft,
@@ -160,8 +163,11 @@ def run_student_base(tmp_path, write_profile, student: Path) -> dg.ExecuteInProc
     ref = {"name": "student_base", "path": str(student)}
     profile = write_profile(models={"build": False, "teachers": [{"name": "t", "path": str(student)}], "student": ref,
                                     "reward_model": {"name": "rm", "path": str(student)}, "translation_source": None})
-    assets = [a for a in build_model_assets(load_profile(profile)) if a.key == STUDENT] + [student_chat_template]
-    resources = {"profile": ProfileResource(name_or_path=profile), "store": ArtifactStore(root=str(tmp_path / "data"))}
+    loaded = load_profile(profile)
+    assets = [a for a in build_model_assets(loaded, Recipe(loaded)) if a.key == dg.AssetKey("student_base")]
+    store = ArtifactStore(root=str(tmp_path / "data"), configured=configured_checkpoints(loaded))
+    resources = {"store": store, CHECKPOINT_IO: CheckpointIOManager(store=store)}
+    assets.append(student_chat_template)
     return dg.materialize(assets, resources=resources)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
 from aya_assets.languages import langid
+
+if TYPE_CHECKING:
+    from aya_assets.checkpoints.io import Checkpoint
 
 
 def _device(choice: str) -> str:
@@ -18,42 +21,43 @@ def _device(choice: str) -> str:
 
 
 class Arbiter(dg.ConfigurableResource):
-    """Scores (prompt, completion) pairs with a sequence-classification reward model.
+    """Scores (prompt, completion) pairs with a sequence-classification reward model (the `reward_model` asset's
+    checkpoint, passed in by the scoring asset).
 
     score = reward + language_weight * P(completion is in the prompt's language), the second term from lingua.
     """
 
-    model: str  # local checkpoint dir or hub id of an AutoModelForSequenceClassification
-    revision: str | None = None  # hub ids only: branch, tag or commit
     language_weight: float = 1.0
     batch_size: int = 32
     device: str = "auto"
     max_length: int = 1024
 
-    _loaded: tuple | None = PrivateAttr(default=None)
+    _loaded: dict = PrivateAttr(default_factory=dict)  # checkpoint -> (tokenizer, model, device), loaded once
 
-    def _load(self):
-        if self._loaded is None:
+    def _load(self, checkpoint: Checkpoint):
+        if checkpoint not in self._loaded:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             device = _device(self.device)
-            tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint.path, revision=checkpoint.revision)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-            model = AutoModelForSequenceClassification.from_pretrained(self.model, revision=self.revision, dtype=dtype).to(device).eval()
+            model = AutoModelForSequenceClassification.from_pretrained(checkpoint.path, revision=checkpoint.revision,
+                                                                       dtype=dtype).to(device).eval()
             if model.config.pad_token_id is None:
                 model.config.pad_token_id = tokenizer.pad_token_id
-            self._loaded = (tokenizer, model, device)
-        return self._loaded
+            self._loaded[checkpoint] = (tokenizer, model, device)
+        return self._loaded[checkpoint]
 
-    def rewards(self, prompts: list[str], completions: list[str], progress: Callable[[int, int], None] | None = None) -> list[float]:
+    def rewards(self, checkpoint: Checkpoint, prompts: list[str], completions: list[str],
+                progress: Callable[[int, int], None] | None = None) -> list[float]:
         """The reward model's scalar for each (prompt, completion), in batches."""
         import torch
 
-        tokenizer, model, device = self._load()
+        tokenizer, model, device = self._load(checkpoint)
         texts = [
             tokenizer.apply_chat_template(
                 [{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=False
@@ -72,13 +76,13 @@ class Arbiter(dg.ConfigurableResource):
                 progress(min(start + self.batch_size, len(texts)), len(texts))
         return out
 
-    def score(self, frame: pl.DataFrame, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    def score(self, frame: pl.DataFrame, checkpoint: Checkpoint, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
         """Add reward, language_confidence and score to a frame with prompt, completion and language columns."""
         if frame.is_empty():
             return frame.with_columns(
                 reward=pl.lit(None, pl.Float64), language_confidence=pl.lit(None, pl.Float64), score=pl.lit(None, pl.Float64)
             )
-        rewards = self.rewards(frame["prompt"].to_list(), frame["completion"].to_list(), progress)
+        rewards = self.rewards(checkpoint, frame["prompt"].to_list(), frame["completion"].to_list(), progress)
         fidelity = langid.confidence(frame["completion"].to_list(), frame["language"].to_list())
         return frame.with_columns(
             reward=pl.Series(rewards, dtype=pl.Float64),

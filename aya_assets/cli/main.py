@@ -59,24 +59,25 @@ def _fresh_catalog(profile: str | None, force: bool = False) -> Path:
 def cmd_materialize(args) -> int:
     import dagster as dg
 
-    from aya_assets.definitions import build_definitions
     from aya_assets.cli.runner import check_failures, materialize_all
+    from aya_assets.definitions import build_definitions
+    from aya_assets.profile import load_profile
 
     if not args.verbose:
         from aya_assets.console import quiet_libraries
 
         quiet_libraries()
-    defs = build_definitions(args.profile)
+    profile = load_profile(args.profile)
+    defs = build_definitions(profile)
     selection = [dg.AssetKey.from_user_string(s) for s in args.select] if args.select else None
     with _instance() as instance:
         results = materialize_all(defs, instance, selection, verbose=args.verbose)
         db = _catalog(defs, instance, _fingerprint(args.profile))
     if args.summary:
         from aya_assets.catalog.summary import summary
-        from aya_assets.evaluation.stages import stage_keys
-        from aya_assets.profile import load_profile
+        from aya_assets.stages import Recipe
 
-        print(summary(db, paths.data_dir() / "warehouse", stage_keys(load_profile(args.profile))))
+        print(summary(db, paths.data_dir() / "warehouse", Recipe(profile).evaluated_keys()))
     # Checks that warn (they do not stop the run) are easy to miss in a long run: list them at the end.
     for line in check_failures(e for result in results for e in result.get_asset_check_evaluations()):
         print(f"check failed (warning): {line}")

@@ -6,21 +6,21 @@ from typing import NamedTuple
 import dagster as dg
 import polars as pl
 
-from aya_assets.artifacts import plots
-from aya_assets.arbitrage.assets import sampling_settings
 from aya_assets.arbitrage.pool import generate_pool, owner_key
+from aya_assets.artifacts import plots
+from aya_assets.artifacts.store import ArtifactStore
+from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
+from aya_assets.checkpoints.io import BY_PARTITION, Checkpoint
 from aya_assets.evaluation import report
 from aya_assets.evaluation.judge import Judge
-from aya_assets.evaluation.stages import final_stage, stage_deps, stage_keys, stage_model
-from aya_assets.evaluation.winrates import (VerdictShards, resolve_baselines, cached_verdicts, pair_frame, summarize, unparsed_example,
-                                            unparsed_shares)
-from aya_assets.generation import GenerationBackend
-from aya_assets.checkpoints.files import model_identity
+from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, resolve_baselines, summarize,
+                                            unparsed_example, unparsed_shares)
+from aya_assets.generation import GenerationBackend, sampling_settings
 from aya_assets.profile import Profile
-from aya_assets.artifacts.store import ArtifactStore, ProfileResource
-from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
+from aya_assets.stages import Recipe
 
 GROUP = "evaluation"
+CODE_VERSION = "1"
 NO_REGRESSION = "final_not_below_arbitrage_sft"
 VERDICTS_PARSED = "judge_verdicts_parsed"
 SUMMARY_COLUMNS = ["stage", "baseline", "language", "prompts", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
@@ -40,13 +40,13 @@ def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, 
     return Comparison(summary, verdicts, counts)
 
 
-def judge_stages(judge: Judge, generations: pl.DataFrame, profile: Profile, shards: VerdictShards
+def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], profile: Profile, shards: VerdictShards
                  ) -> tuple[list[str], list[Comparison], dict[str, float | None]]:
     """Every stage against student_base (which decides best_single_teacher), then against each other baseline.
 
     Returns the resolved baselines, the comparisons against them, and each stage's overall rate vs student_base.
     """
-    stages, ev = stage_keys(profile), profile.evaluation
+    ev = profile.evaluation
     run = partial(compare, judge, generations, shards=shards, resamples=ev.bootstrap_resamples, seed=profile.seed)
     vs_base = [run(s, "student_base") for s in stages if s != "student_base"]
     overall = {c.summary["stage"][0]: c.summary.filter(pl.col("language") == "all")["win_rate"][0] for c in vs_base}
@@ -68,60 +68,66 @@ def verdicts_parsed(result: pl.DataFrame, comparisons: list[Comparison], limit: 
     )
 
 
-def build_evaluation_assets(profile: Profile) -> list:
-    stages = stage_keys(profile)
+def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
+    evaluated = {e.key: e for e in recipe.evaluated()}
+    stages, final = list(evaluated), recipe.final()
+    # One input per evaluated model asset; a partitioned one maps each of its partitions to its stage's key, so a
+    # stage partition reads exactly the checkpoint it evaluates (and the others map to nothing).
+    models = {}
+    for e in evaluated.values():
+        if e.partition is None:
+            models[e.asset] = dg.AssetIn(e.asset)
+        else:
+            mapping = {x.partition: x.key for x in evaluated.values() if x.asset == e.asset}
+            models[e.asset] = dg.AssetIn(e.asset, partition_mapping=dg.StaticPartitionMapping(mapping), metadata=BY_PARTITION)
 
     @dg.asset(
         partitions_def=dg.StaticPartitionsDefinition(stages),
-        ins={"prompts": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
-        deps=stage_deps(profile),
+        ins={"prompts": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())} | models,
         metadata={PARTITION_COLUMN: "stage"},
         group_name=GROUP,
         kinds={"transformers", "parquet"},
-        code_version="1",
+        code_version=CODE_VERSION,
         pool="gpu",
     )
-    def eval_generations(context: dg.AssetExecutionContext, prompts: pl.DataFrame, profile: ProfileResource,
-                         store: ArtifactStore, generator: GenerationBackend) -> pl.DataFrame:
+    def eval_generations(context: dg.AssetExecutionContext, prompts: pl.DataFrame, store: ArtifactStore,
+                         generator: GenerationBackend, **checkpoints: Checkpoint | dict[str, Checkpoint]) -> pl.DataFrame:
         """Each stage's model answers the held-out eval prompts of all 23 languages."""
-        cfg = profile.profile
-        stage = context.partition_key
-        model = stage_model(cfg, store.models, stage)
+        stage = evaluated[context.partition_key]
+        model = checkpoints[stage.asset] if stage.partition is None else checkpoints[stage.asset][stage.partition]
         evals = prompts.filter(pl.col("split") == "eval")
-        sampling = sampling_settings(cfg).model_copy(update={"n": 1, "temperature": cfg.evaluation.temperature})
-        model_hash = model_identity(model)
-        table, _ = generate_pool(evals, {stage: model}, {stage: model_hash}, generator, sampling,
-                                 store.data / "shards" / "eval_generations", cfg.generation.shard_size, log=context.log.info,
-                                 profile=cfg.name)
+        sampling = sampling_settings(profile.generation, profile.seed).model_copy(
+            update={"n": 1, "temperature": profile.evaluation.temperature})
+        table, _ = generate_pool(evals, {stage.key: model.path}, {stage.key: model.identity()}, generator, sampling,
+                                 store.shards / "eval_generations", profile.generation.shard_size, log=context.log.info,
+                                 profile=profile.name)
         out = table.rename({"teacher": "stage"}).drop("sample").join(evals.select("prompt_id", "reference"), on="prompt_id")
-        context.add_output_metadata({"model": model, "eval_prompts": evals.height})
+        context.add_output_metadata({"model": model.path, "eval_prompts": evals.height})
         return out
 
     @dg.asset(
         ins={"eval_generations": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
         group_name=GROUP,
         kinds={"polars", "parquet", "matplotlib"},
-        code_version="1",
+        code_version=CODE_VERSION,
         check_specs=[dg.AssetCheckSpec(NO_REGRESSION, asset="win_rates",
                                        description="the final merge does not fall below the arbitrage SFT merge"),
                      dg.AssetCheckSpec(VERDICTS_PARSED, asset="win_rates", blocking=True,
                                        description="no stage's share of judgements without a verdict passes "
                                                    "evaluation.max_unparsed_share")],
     )
-    def win_rates(context: dg.AssetExecutionContext, eval_generations: pl.DataFrame, profile: ProfileResource,
-                  store: ArtifactStore, judge: Judge):
+    def win_rates(context: dg.AssetExecutionContext, eval_generations: pl.DataFrame, store: ArtifactStore, judge: Judge):
         """Each stage against each baseline, per language and overall: W/T/L, win rate (ties half), bootstrap 95% CI."""
-        cfg = profile.profile
-        ev = cfg.evaluation
-        shards = VerdictShards(store.data / "shards" / "win_rates", owner_key(cfg.name, judge.name),
-                               cfg.generation.shard_size, context.log.info)
-        baselines, done, overall = judge_stages(judge, eval_generations, cfg, shards)
+        ev = profile.evaluation
+        shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
+                               profile.generation.shard_size, context.log.info)
+        baselines, done, overall = judge_stages(judge, eval_generations, stages, profile, shards)
         result = pl.concat([c.summary for c in done]).select(*SUMMARY_COLUMNS)
         overall_rows = result.filter(pl.col("language") == "all")
         unparsed = int(overall_rows["unparsed"].sum())
         if unparsed:
             context.log.warning(f"{judge.name} gave no verdict in {unparsed} of {int(overall_rows['judgements'].sum())} judgements")
-        charts = report.write(result, stages, baselines, final_stage(cfg), store.reports, judge.name)
+        charts = report.write(result, stages, baselines, final, store.reports, judge.name)
         step_table = report.step_table(result, stages)
         yield dg.Output(result, metadata={
             "baselines": ", ".join(baselines),
@@ -134,7 +140,7 @@ def build_evaluation_assets(profile: Profile) -> list:
             "report": dg.MetadataValue.path(str(store.reports / "latest.md")),
         })
         yield verdicts_parsed(result, done, ev.max_unparsed_share)
-        final, sft = final_stage(cfg), "sft_merged"
+        sft = "sft_merged"
         rate = {s: overall.get(s) for s in (final, sft)}
         passed = None in rate.values() or rate[final] >= rate[sft] - ev.regression_tolerance
         yield dg.AssetCheckResult(

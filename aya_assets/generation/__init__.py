@@ -1,6 +1,6 @@
 """The generation backend resource: one interface, three implementations (transformers, vLLM, endpoint)."""
 
-from aya_assets.generation.base import Completion, GenerationBackend, Progress, SamplingSettings
+from aya_assets.generation.base import Completion, GenerationBackend, Progress, SamplingSettings, sampling_settings
 from aya_assets.generation.endpoint import EndpointBackend, EndpointError
 from aya_assets.generation.hf import TransformersBackend
 from aya_assets.generation.vllm_backend import VLLMBackend
@@ -13,5 +13,6 @@ __all__ = [
     "Progress",
     "SamplingSettings",
     "TransformersBackend",
+    "sampling_settings",
     "VLLMBackend",
 ]

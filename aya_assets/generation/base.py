@@ -34,6 +34,12 @@ class SamplingSettings(pydantic.BaseModel):
     seed: int = 0
 
 
+def sampling_settings(generation, seed: int) -> SamplingSettings:
+    """The profile's `generation` section as sampling settings: generation.samples completions per prompt."""
+    return SamplingSettings(n=generation.samples, max_new_tokens=generation.max_new_tokens,
+                            temperature=generation.temperature, top_p=generation.top_p, seed=seed)
+
+
 class GenerationBackend(dg.ConfigurableResource, ABC):
     """Answers user prompts with a chat model; transformers, vLLM or an OpenAI-compatible endpoint."""
 

@@ -1,67 +1,62 @@
-"""Merge assets: one factory makes sft_merged, dpo_offline_merged and every online round's merge."""
-
-from pathlib import Path
+"""Merge assets: one factory makes every merge stage of the recipe (sft_merged, dpo_offline_merged, each online round's)."""
 
 import dagster as dg
 import polars as pl
 
-from aya_assets.checkpoints.build import build_or_reuse, build_record, fingerprint, report_metadata
-from aya_assets.checkpoints.lineage import upstream_runs
-from aya_assets.merge.merging import MergeError, merge_weights, merge_checkpoints, sanity_check
-from aya_assets.models.assets import checkpoint_path
-from aya_assets.checkpoints.files import content_hash, write_model_card
-from aya_assets.profile import Profile
-from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.artifacts.tables import markdown_table
+from aya_assets.checkpoints.build import Card, build_record, materialize_checkpoint
+from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
+from aya_assets.merge.merging import MergeError, merge_checkpoints, merge_weights, sanity_check
+from aya_assets.profile import Profile
+from aya_assets.stages import Recipe, Stage
 
+CODE_VERSION = "1"
 MERGE_SANITY = "merge_sanity"
 
 
-def merged_asset(name: str, upstream: str, base_asset: str, group: str, profile: Profile, description: str):
-    """`name` = merge of every cluster partition of `upstream`; `base_asset` is the common ancestor for ties/dare_ties."""
+def merged_asset(stage: Stage, recipe: Recipe, profile: Profile, description: str):
+    """The merge of every cluster partition of `stage.starts_from`; its base (for TIES / DARE-TIES) is what they started from."""
     clusters = list(profile.clusters)
+    cfg = profile.merge
 
     @dg.asset(
-        name=name,
-        deps=[dg.AssetDep(upstream, partition_mapping=dg.AllPartitionMapping()), base_asset],
-        group_name=group,
+        name=stage.asset,
+        ins={"models": dg.AssetIn(stage.starts_from, partition_mapping=dg.AllPartitionMapping()),
+             "base": dg.AssetIn(recipe.merge_base(stage))},
+        group_name=stage.group,
         kinds={"mergekit", "safetensors"},
-        code_version="1",
+        code_version=CODE_VERSION,
         pool="gpu",
+        io_manager_key=CHECKPOINT_IO,
         description=description,
-        check_specs=[dg.AssetCheckSpec(MERGE_SANITY, asset=name, blocking=True,
+        check_specs=[dg.AssetCheckSpec(MERGE_SANITY, asset=stage.asset, blocking=True,
                                        description="merged weights finite, same shapes as the inputs")],
     )
-    def _merged(context: dg.AssetExecutionContext, profile: ProfileResource, store: ArtifactStore):
-        cfg = profile.profile
-        inputs = {c: store.models / upstream / c for c in clusters}
-        records = {c: build_record(path) for c, path in inputs.items()}
+    def _merged(context: dg.AssetExecutionContext, models: dict[str, Checkpoint], base: Checkpoint, store: ArtifactStore):
+        records = {c: build_record(models[c].local) for c in clusters}
         sizes = {c: int(r.get("examples") or r.get("pairs") or 0) for c, r in records.items()}
-        weights = merge_weights(cfg.merge.weights, sizes)
-        base = checkpoint_path(cfg, store.models, base_asset)
-        out = store.models / name
-        method = cfg.merge.method
-        lineage = upstream_runs(context, [dg.AssetKey(upstream), dg.AssetKey(base_asset)])
+        weights = merge_weights(cfg.weights, sizes)
+        out = located(store, stage.asset)
 
-        def build(tmp: Path) -> dict:
-            recipe = merge_checkpoints(
-                [inputs[c] for c in clusters], [weights[c] for c in clusters], tmp, method,
-                base_model=base if method in ("ties", "dare_ties") else None,
-                density=cfg.merge.density, slerp_t=cfg.merge.slerp_t, seed=cfg.seed,
+        def build(tmp):
+            recipe_ = merge_checkpoints(
+                [models[c].path for c in clusters], [weights[c] for c in clusters], tmp, cfg.method,
+                base_model=base.path if cfg.method in ("ties", "dare_ties") else None,
+                density=cfg.density, slerp_t=cfg.slerp_t, seed=profile.seed,
             )
-            write_model_card(tmp, name=name, description=f"{method} merge of {upstream} over clusters {', '.join(clusters)}",
-                             inputs=lineage, settings={"method": method, "weights": weights, "recipe": recipe})
-            return {"method": method, "examples": sum(sizes.values())}
+            return {"method": cfg.method, "examples": sum(sizes.values()), "recipe": recipe_}
 
-        print_ = fingerprint("1", method, weights, cfg.merge.model_dump(), [content_hash(p) for p in inputs.values()])
-        reused, info = build_or_reuse(out, print_, build)
+        card = Card(stage.asset, f"{cfg.method} merge of {stage.starts_from} over clusters {', '.join(clusters)}",
+                    {"method": cfg.method, "weights": weights}, settings_from_build=("recipe",))
+        inputs = [cfg.method, weights, cfg.model_dump(), [models[c].identity() for c in clusters]]
+        output = materialize_checkpoint(context, out, inputs, build, card)
         table = pl.DataFrame({"cluster": clusters, "rows": [sizes[c] for c in clusters], "weight": [weights[c] for c in clusters]})
-        meta = report_metadata(out, reused, info, name)
-        meta["weights"] = dg.MetadataValue.md(markdown_table(table, rows=len(clusters)))
-        meta["recipe"] = dg.MetadataValue.path(str(out / "merge_recipe.yaml"))
-        yield dg.MaterializeResult(metadata=meta)
+        yield dg.Output(output.value, data_version=output.data_version, metadata={
+            **output.metadata, "weights": dg.MetadataValue.md(markdown_table(table, rows=len(clusters))),
+            "recipe": dg.MetadataValue.path(str(out.local / "merge_recipe.yaml"))})
         try:
-            sanity_check([out, inputs[clusters[0]]])
+            sanity_check([out.local, models[clusters[0]].local])
             passed, problem = True, "none"
         except MergeError as exc:
             passed, problem = False, str(exc)

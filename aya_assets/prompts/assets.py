@@ -7,9 +7,10 @@ import polars as pl
 
 from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.partitions import language_partitions
+from aya_assets.profile import Profile
 from aya_assets.prompts import checks
 from aya_assets.prompts.sources import LoadedPrompts, read_prompts
-from aya_assets.artifacts.store import ArtifactStore, ProfileResource
+from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table, read_partitions, stored_partitions
 
 
@@ -30,29 +31,32 @@ def with_stored(df: pl.DataFrame, warehouse: Path, asset_key: dg.AssetKey, fresh
     return whole, sorted([*fresh, *others])
 
 
-@dg.asset(
-    partitions_def=language_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="prompts",
-    kinds={"polars", "parquet"},
-    code_version="2",
-    metadata={PARTITION_COLUMN: "language"},
-    # Checks are asset-wide over every stored partition: in dagster 1.13 an AssetCheckResult names no partition, and
-    # a partitioned check spec gets one only in a run of a single key, so a single-run backfill could not report per key.
-    check_specs=[dg.AssetCheckSpec(name, asset="prompts", blocking=True, description=text)
-                 for name, text in checks.DESCRIPTIONS.items()],
-)
-def prompts(context: dg.AssetExecutionContext, profile: ProfileResource, store: ArtifactStore):
-    """Prompts from every configured source, with stable ids and a train/eval split."""
-    languages = list(context.partition_keys)
-    loaded = read_prompts(profile.profile.prompts, languages)
-    context.log.info(f"{loaded.frame.height} prompts for {len(languages)} language(s), {loaded.skipped.height} over max_chars")
-    for language in languages:
-        context.add_asset_metadata(partition_metadata(loaded, language), partition_key=language)
-    yield dg.Output(loaded.frame)
-    whole, covered = with_stored(loaded.frame, store.warehouse, context.asset_key, languages)
-    for name, (passed, meta) in checks.evaluate(whole, covered, checks.MAX_LANGUAGE_MISMATCH).items():
-        if not passed:  # the figures, not the Markdown tables, so that `aya materialize` says what failed
-            figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if "\n" not in str(v))
-            context.log.error(f"check {name} failed over the stored partitions {', '.join(covered)}: {figures}")
-        yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
+def build_prompt_assets(profile: Profile) -> list:
+    @dg.asset(
+        partitions_def=language_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="prompts",
+        kinds={"polars", "parquet"},
+        code_version="2",
+        metadata={PARTITION_COLUMN: "language"},
+        # Checks are asset-wide over every stored partition: in dagster 1.13 an AssetCheckResult names no partition, and
+        # a partitioned check spec gets one only in a run of a single key, so a single-run backfill could not report per key.
+        check_specs=[dg.AssetCheckSpec(name, asset="prompts", blocking=True, description=text)
+                     for name, text in checks.DESCRIPTIONS.items()],
+    )
+    def prompts(context: dg.AssetExecutionContext, store: ArtifactStore):
+        """Prompts from every configured source, with stable ids and a train/eval split."""
+        languages = list(context.partition_keys)
+        loaded = read_prompts(profile.prompts, languages)
+        context.log.info(f"{loaded.frame.height} prompts for {len(languages)} language(s), {loaded.skipped.height} over max_chars")
+        for language in languages:
+            context.add_asset_metadata(partition_metadata(loaded, language), partition_key=language)
+        yield dg.Output(loaded.frame)
+        whole, covered = with_stored(loaded.frame, store.warehouse, context.asset_key, languages)
+        for name, (passed, meta) in checks.evaluate(whole, covered, profile.prompts.max_language_mismatch).items():
+            if not passed:  # the figures, not the Markdown tables, so that `aya materialize` says what failed
+                figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if "\n" not in str(v))
+                context.log.error(f"check {name} failed over the stored partitions {', '.join(covered)}: {figures}")
+            yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
+
+    return [prompts]

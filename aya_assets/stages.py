@@ -1,0 +1,106 @@
+"""The recipe's stages, declared once: which model asset each makes, how it is partitioned, what it starts from, and
+whether evaluation compares it. The model factories, the online chain, evaluation and the report read this list;
+adding a stage is one entry here plus its folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aya_assets.profile import Profile
+
+Partitioning = Literal["none", "teacher", "baseline", "cluster"]
+Role = Literal["model", "train", "merge"]  # built or configured at the start; trained from `starts_from`; merged
+
+# Besides each single teacher: random routing, and reward routing in one all-language student (no clusters, no
+# merge), so that evaluation separates what routing buys from what cluster SFT + merge adds or costs.
+ROUTING_BASELINES = ("random", "reward")
+
+
+@dataclass(frozen=True)
+class Stage:
+    asset: str  # the model asset this stage materializes (one checkpoint per partition)
+    group: str  # Dagster group, one per recipe step
+    partitioning: Partitioning
+    role: Role
+    starts_from: str | None = None  # the model asset it trains from (train) or merges (merge)
+    evaluated: bool = False
+    chart: str = "{asset}"  # its name on the charts, per partition: "sft_{partition}" for the cluster SFTs
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One point of the step-by-step chart: a stage's key there and the checkpoint (asset, partition) it evaluates."""
+
+    key: str
+    asset: str
+    partition: str | None
+
+
+def baseline_keys(profile: Profile) -> list[str]:
+    """The single-routing SFT baselines: one per pool teacher, then random and reward routing."""
+    return [f"single_{t}" for t in profile.pool_teachers] + list(ROUTING_BASELINES)
+
+
+def baseline_routing(key: str) -> str:
+    """The routing rule a baseline partition trains with (`single_x` -> `single:x`)."""
+    return key if key in ROUTING_BASELINES else "single:" + key.removeprefix("single_")
+
+
+class Recipe:
+    """The profile's stages in recipe order (also the order of the charts)."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        stages = [
+            Stage("teacher_models", "models", "teacher", "model"),
+            Stage("reward_model", "models", "none", "model"),
+            Stage("student_base", "models", "none", "model", evaluated=True),
+        ]
+        if profile.training.baselines:
+            stages.append(Stage("baseline_sft", "sft", "baseline", "train", "student_base", True, "{partition}"))
+        stages += [
+            Stage("sft_checkpoints", "sft", "cluster", "train", "student_base", True, "sft_{partition}"),
+            Stage("sft_merged", "sft", "none", "merge", "sft_checkpoints", True),
+            Stage("dpo_offline", "offline_dpo", "cluster", "train", "sft_merged"),
+            Stage("dpo_offline_merged", "offline_dpo", "none", "merge", "dpo_offline", True),
+        ]
+        previous = "dpo_offline_merged"
+        for r in range(1, profile.online.rounds + 1):
+            stages += [Stage(f"online_{r}_dpo", f"online_{r}", "cluster", "train", previous),
+                       Stage(f"online_{r}_merged", f"online_{r}", "none", "merge", f"online_{r}_dpo", True)]
+            previous = f"online_{r}_merged"
+        self.stages = stages
+        self._by_asset = {s.asset: s for s in stages}
+
+    def __getitem__(self, asset: str) -> Stage:
+        return self._by_asset[asset]
+
+    def partitions(self, stage: Stage) -> list[str | None]:
+        return {
+            "none": [None],
+            "teacher": [t.name for t in self.profile.models.teachers],
+            "baseline": baseline_keys(self.profile),
+            "cluster": list(self.profile.clusters),
+        }[stage.partitioning]
+
+    def online_rounds(self) -> list[tuple[int, Stage, Stage]]:
+        """(round, its DPO stage, its merge stage) for every online round."""
+        return [(r, self[f"online_{r}_dpo"], self[f"online_{r}_merged"]) for r in range(1, self.profile.online.rounds + 1)]
+
+    def merge_base(self, merge: Stage) -> str:
+        """A merge's common ancestor (the base of TIES / DARE-TIES): what its cluster models were trained from."""
+        return self[merge.starts_from].starts_from
+
+    def evaluated(self) -> list[Evaluated]:
+        """Every evaluated checkpoint in chart order: student base, baselines, cluster SFTs, then each merge."""
+        return [Evaluated(s.chart.format(asset=s.asset, partition=p), s.asset, p)
+                for s in self.stages if s.evaluated for p in self.partitions(s)]
+
+    def evaluated_keys(self) -> list[str]:
+        return [e.key for e in self.evaluated()]
+
+    def final(self) -> str:
+        """The recipe's last evaluated stage: its final model."""
+        return self.evaluated()[-1].key
