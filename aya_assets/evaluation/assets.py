@@ -16,7 +16,7 @@ from aya_assets.evaluation.judge import Judge
 from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, resolve_baselines, summarize,
                                             unparsed_example, unparsed_shares)
 from aya_assets.generation import GenerationBackend, sampling_settings
-from aya_assets.profile import Profile
+from aya_assets.profile import EvaluationConfig, Profile
 from aya_assets.stages import Recipe
 
 GROUP = "evaluation"
@@ -40,17 +40,16 @@ def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, 
     return Comparison(summary, verdicts, counts)
 
 
-def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], profile: Profile, shards: VerdictShards
-                 ) -> tuple[list[str], list[Comparison], dict[str, float | None]]:
+def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], ev: EvaluationConfig, seed: int,
+                 shards: VerdictShards) -> tuple[list[str], list[Comparison], dict[str, float | None]]:
     """Every stage against student_base (which decides best_single_teacher), then against each other baseline.
 
     Returns the resolved baselines, the comparisons against them, and each stage's overall rate vs student_base.
     """
-    ev = profile.evaluation
-    run = partial(compare, judge, generations, shards=shards, resamples=ev.bootstrap_resamples, seed=profile.seed)
+    run = partial(compare, judge, generations, shards=shards, resamples=ev.bootstrap_resamples, seed=seed)
     vs_base = [run(s, "student_base") for s in stages if s != "student_base"]
     overall = {c.summary["stage"][0]: c.summary.filter(pl.col("language") == "all")["win_rate"][0] for c in vs_base}
-    baselines = resolve_baselines(profile.evaluation.baselines, overall)
+    baselines = resolve_baselines(ev.baselines, overall)
     done = list(vs_base) if "student_base" in baselines else []
     done += [run(s, b) for b in baselines if b != "student_base" for s in stages if s != b]
     return baselines, done, overall
@@ -121,7 +120,7 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
         ev = profile.evaluation
         shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
                                profile.generation.shard_size, context.log.info)
-        baselines, done, overall = judge_stages(judge, eval_generations, stages, profile, shards)
+        baselines, done, overall = judge_stages(judge, eval_generations, stages, ev, profile.seed, shards)
         result = pl.concat([c.summary for c in done]).select(*SUMMARY_COLUMNS)
         overall_rows = result.filter(pl.col("language") == "all")
         unparsed = int(overall_rows["unparsed"].sum())

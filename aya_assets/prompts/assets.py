@@ -13,6 +13,8 @@ from aya_assets.prompts.sources import LoadedPrompts, read_prompts
 from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table, read_partitions, stored_partitions
 
+CODE_VERSION = "2"
+
 
 def partition_metadata(loaded: LoadedPrompts, language: str) -> dict:
     """What one language's materialization reports beyond its table: its sources and the rows left out."""
@@ -37,7 +39,7 @@ def build_prompt_assets(profile: Profile) -> list:
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="prompts",
         kinds={"polars", "parquet"},
-        code_version="2",
+        code_version=CODE_VERSION,
         metadata={PARTITION_COLUMN: "language"},
         # Checks are asset-wide over every stored partition: in dagster 1.13 an AssetCheckResult names no partition, and
         # a partitioned check spec gets one only in a run of a single key, so a single-run backfill could not report per key.

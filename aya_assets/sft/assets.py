@@ -13,6 +13,7 @@ from aya_assets.merge.assets import merged_asset
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
 from aya_assets.profile import Profile
 from aya_assets.stages import Recipe, Stage, baseline_routing
+from aya_assets.training.settings import TrainSettings
 
 CODE_VERSION = "1"
 CHAT_TEMPLATE = "sft_chat_template"
@@ -29,12 +30,11 @@ def cluster_rows(arbitrage: pl.DataFrame, languages: list[str], replay: float, s
     return pl.concat([own, others.sample(fraction=replay, seed=seed)])
 
 
-def train_student(context: dg.AssetExecutionContext, rows: pl.DataFrame, base: Checkpoint, out: Checkpoint, profile: Profile,
-                  description: str) -> dg.Output:
+def train_student(context: dg.AssetExecutionContext, rows: pl.DataFrame, base: Checkpoint, out: Checkpoint,
+                  settings: TrainSettings, description: str) -> dg.Output:
     """SFT the student base on `rows` (arbitrage-style rows with `messages`) into `out`."""
     from aya_assets.training.sft import train_sft
 
-    settings = replace(profile.training.sft, seed=profile.training.sft.seed + profile.seed)
     rows = rows.sort("language", "prompt_id")
     languages = sorted(set(rows["language"]))
 
@@ -60,6 +60,11 @@ def student_chat_template(student_base: Checkpoint) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=True, metadata={"loss": loss_mode(tokenizer, student_base.path)})
 
 
+def sft_settings(profile: Profile) -> TrainSettings:
+    """training.sft, seeded by the profile's seed too."""
+    return replace(profile.training.sft, seed=profile.training.sft.seed + profile.seed)
+
+
 def build_sft_assets(profile: Profile, recipe: Recipe) -> list:
     stage = recipe["sft_checkpoints"]
     replay = profile.training.cluster_replay
@@ -76,7 +81,7 @@ def build_sft_assets(profile: Profile, recipe: Recipe) -> list:
         """The student, SFT'd with TRL on the arbitrage data of one cluster's languages (plus the replay share)."""
         cluster = context.partition_key
         rows = cluster_rows(arbitrage_sft, profile.clusters[cluster], replay, profile.seed)
-        return train_student(context, rows, base, located(store, stage.asset, cluster), profile,
+        return train_student(context, rows, base, located(store, stage.asset, cluster), sft_settings(profile),
                              f"student SFT on arbitrage data of one language cluster, replay {replay} of the others")
 
     assets = [student_chat_template, sft_checkpoints,
@@ -96,7 +101,7 @@ def baseline_asset(stage: Stage, recipe: Recipe, profile: Profile, trained: dict
         rule = baseline_routing(context.partition_key)
         chosen = routing.route(reward_scores, rule, seed=profile.seed, calibration_fraction=profile.arbitrage.calibration_fraction)
         rows = routing.selection_table(reward_scores, chosen)
-        return train_student(context, rows, base, located(store, stage.asset, context.partition_key), profile,
+        return train_student(context, rows, base, located(store, stage.asset, context.partition_key), sft_settings(profile),
                              f"student SFT on all languages, routing {rule}")
 
     return baseline_sft
