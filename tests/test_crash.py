@@ -6,25 +6,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import seed_rows
 from safetensors.torch import load_file
 
 from aya_assets.arbitrage.pool import generate_pool
 from aya_assets.checkpoints.build import build_or_reuse
 from aya_assets.generation import SamplingSettings, TransformersBackend
-from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.training.scratch import train_causal_lm
-from aya_assets.training.settings import TinyArchitecture, TrainSettings
-from aya_assets.models.tokenizer import train_tokenizer
-from aya_assets.profile import PromptsConfig
-from aya_assets.prompts.sources import load_prompts
 from aya_assets.training.dpo import DPOSettings, train_dpo
 
 pytestmark = pytest.mark.slow
-ARCH = TinyArchitecture(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=256)
 SAMPLING = SamplingSettings(n=2, max_new_tokens=8, temperature=0.9, seed=3)
 DPO = DPOSettings(steps=30, learning_rate=1e-3, batch_size=4)
 
@@ -50,16 +43,12 @@ build_or_reuse(Path(sys.argv[3]), "fp", lambda tmp: train_dpo(Path(sys.argv[1]),
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, trained_lm, seed_prompts):
+    """A tiny model trained a few steps on the German and Russian train answers, and those prompts (in a file too)."""
     root = tmp_path_factory.mktemp("crash")
-    prompts = load_prompts(PromptsConfig.model_validate({"sources": [{"kind": "seed"}]}), LANGUAGE_CODES)
-    train = prompts.filter(pl.col("split") == "train")
-    train_tokenizer(train["text"].to_list() + train["reference"].to_list(), root / "tok", vocab_size=600)
-    rows = train.filter(pl.col("language").is_in(["de", "ru"]))
-    convs = [[{"role": "user", "content": t}, {"role": "assistant", "content": r}] for t, r in rows.select("text", "reference").iter_rows()]
-    train_causal_lm(root / "tok", convs, root / "model", ARCH, TrainSettings(steps=4, learning_rate=5e-3, batch_size=8))
+    rows = seed_rows(seed_prompts, ("de", "ru"), split="train")
     rows.write_parquet(root / "prompts.parquet")
-    return root, rows
+    return root, rows, trained_lm(("de", "ru"), steps=4, split="train")
 
 
 def run_and_kill(code: str, args: list[str], ready) -> None:
@@ -76,18 +65,18 @@ def run_and_kill(code: str, args: list[str], ready) -> None:
 
 
 def test_sigkill_during_pool_generation(setup):
-    root, rows = setup
+    root, rows, model = setup
     shards = root / "shards"
-    run_and_kill(POOL_CHILD, [str(root / "prompts.parquet"), str(root / "model"), str(shards)],
+    run_and_kill(POOL_CHILD, [str(root / "prompts.parquet"), str(model), str(shards)],
                  ready=lambda: len(list(shards.rglob("*.parquet"))) >= 3)
     survived = {p.name for p in shards.rglob("*.parquet")}
     for f in shards.rglob("*.parquet"):
         pl.read_parquet(f)  # every visible shard is complete
-    resumed, counts = generate_pool(rows, {"t": str(root / "model")}, {"t": "h"}, TransformersBackend(batch_size=4),
+    resumed, counts = generate_pool(rows, {"t": str(model)}, {"t": "h"}, TransformersBackend(batch_size=4),
                                     SAMPLING, shards, 2, log=lambda _: None)
     assert counts["reused"] >= len(survived) >= 3 and counts["generated"] > 0
     assert not [p for p in shards.rglob("*") if p.name.endswith(".tmp")]  # the killed writer's temp files are gone
-    clean, _ = generate_pool(rows, {"t": str(root / "model")}, {"t": "h"}, TransformersBackend(batch_size=4),
+    clean, _ = generate_pool(rows, {"t": str(model)}, {"t": "h"}, TransformersBackend(batch_size=4),
                              SAMPLING, root / "clean", 2, log=lambda _: None)
     assert resumed.drop("seconds").equals(clean.drop("seconds"))
 
@@ -95,18 +84,18 @@ def test_sigkill_during_pool_generation(setup):
 def test_sigkill_during_dpo_training(setup):
     import json
 
-    root, rows = setup
+    root, rows, model = setup
     pairs = [{"prompt": [{"role": "user", "content": t}], "chosen": [{"role": "assistant", "content": r}],
               "rejected": [{"role": "assistant", "content": "?"}]} for t, r in rows.select("text", "reference").iter_rows()]
     (root / "pairs.json").write_text(json.dumps(pairs))
     out = root / "dpo"
-    run_and_kill(DPO_CHILD, [str(root / "model"), str(root / "pairs.json"), str(out)],
+    run_and_kill(DPO_CHILD, [str(model), str(root / "pairs.json"), str(out)],
                  ready=lambda: any(p.name.endswith(".tmp") for p in root.glob(".dpo.*")))
     assert not out.exists()  # nothing half-trained is visible
-    reused, _ = build_or_reuse(out, "fp", lambda tmp: train_dpo(root / "model", pairs, tmp, DPO).__dict__)
+    reused, _ = build_or_reuse(out, "fp", lambda tmp: train_dpo(model, pairs, tmp, DPO).__dict__)
     assert not reused and not list(root.glob(".dpo.*"))
     reference = root / "dpo_uninterrupted"
-    build_or_reuse(reference, "fp", lambda tmp: train_dpo(root / "model", pairs, tmp, DPO).__dict__)
+    build_or_reuse(reference, "fp", lambda tmp: train_dpo(model, pairs, tmp, DPO).__dict__)
     a, b = load_file(out / "model.safetensors"), load_file(reference / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert build_or_reuse(out, "fp", lambda tmp: pytest.fail("must not retrain"))[0] is True

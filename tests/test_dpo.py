@@ -11,11 +11,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
 from trl import DPOTrainer
 
-from aya_assets.training.scratch import train_causal_lm
-from aya_assets.training.settings import TinyArchitecture, TrainSettings
-from aya_assets.models.tokenizer import train_tokenizer
-from aya_assets.profile import PromptsConfig
-from aya_assets.prompts.sources import load_prompts
 from aya_assets.training.dpo import DPOReport, DPOSettings, preference_rows, train_dpo
 
 STEPS = 20
@@ -29,27 +24,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def start(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """A tiny SFT checkpoint on en/de seed answers; 24 pairs: the seed reference chosen, a Russian answer rejected."""
-    root = tmp_path_factory.mktemp("dpo")
-    prompts = load_prompts(PromptsConfig.model_validate({"sources": [{"kind": "seed"}]}), ["en", "de", "ru"])
-    train_tokenizer(prompts["text"].to_list() + prompts["reference"].to_list(), root / "tokenizer", vocab_size=600)
-    answered = prompts.filter(pl.col("language") != "ru").head(24)
-    conversations = [
-        [{"role": "user", "content": text}, {"role": "assistant", "content": reference}]
-        for text, reference in answered.select("text", "reference").iter_rows()
-    ]
-    arch = TinyArchitecture(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=256)
-    train_causal_lm(
-        root / "tokenizer", conversations, root / "sft", arch, TrainSettings(steps=10, learning_rate=5e-3, batch_size=8)
-    )
-    # A wrong-language answer: the kind of rejected completion the arbiter and the translation-contrast pairs produce.
-    russian = prompts.filter(pl.col("language") == "ru")["reference"].head(answered.height)
-    frame = pl.DataFrame({"prompt": answered["text"], "chosen": answered["reference"], "rejected": russian})
-    return root / "sft", preference_rows(frame)
 
 
 @contextmanager
@@ -80,9 +54,9 @@ def run(start, out_dir: Path, settings: DPOSettings) -> tuple[DPOReport, dict]:
 
 
 @pytest.fixture(scope="module")
-def precomputed(start) -> tuple[DPOReport, dict, Path]:
-    out_dir = start[0].parent / "dpo"
-    report, seen = run(start, out_dir, SETTINGS)
+def precomputed(dpo_start, tmp_path_factory) -> tuple[DPOReport, dict, Path]:
+    out_dir = tmp_path_factory.mktemp("dpo") / "dpo"
+    report, seen = run(dpo_start, out_dir, SETTINGS)
     return report, seen, out_dir
 
 
@@ -102,8 +76,8 @@ def completion_gap(model_dir: Path, pairs: list[dict]) -> float:
     return sum(gaps) / len(gaps)
 
 
-def test_saves_a_loadable_checkpoint_with_the_input_generation_config(start, precomputed):
-    model_dir, _ = start
+def test_saves_a_loadable_checkpoint_with_the_input_generation_config(dpo_start, precomputed):
+    model_dir, _ = dpo_start
     _, _, out_dir = precomputed
     model = AutoModelForCausalLM.from_pretrained(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
@@ -113,10 +87,10 @@ def test_saves_a_loadable_checkpoint_with_the_input_generation_config(start, pre
     assert not (out_dir / "training_args.bin").exists()
 
 
-def test_reports_every_step_and_a_positive_final_margin(start, precomputed):
+def test_reports_every_step_and_a_positive_final_margin(dpo_start, precomputed):
     report, _, _ = precomputed
     assert len(report.losses) == len(report.reward_margins) == len(report.reward_accuracies) == STEPS
-    assert report.pairs == len(start[1])
+    assert report.pairs == len(dpo_start[1])
     # Policy and reference are the same weights at the first step: zero margin, loss log 2.
     assert report.reward_margins[0] == pytest.approx(0.0, abs=1e-5)
     assert report.losses[0] == pytest.approx(math.log(2), abs=1e-4)
@@ -125,16 +99,16 @@ def test_reports_every_step_and_a_positive_final_margin(start, precomputed):
     assert report.losses[-1] < report.losses[0]
 
 
-def test_policy_prefers_chosen_more_than_the_reference_does(start, precomputed):
-    model_dir, pairs = start
+def test_policy_prefers_chosen_more_than_the_reference_does(dpo_start, precomputed):
+    model_dir, pairs = dpo_start
     _, _, out_dir = precomputed
     assert completion_gap(out_dir, pairs[:6]) > completion_gap(model_dir, pairs[:6]) + 1.0
 
 
-def test_precomputed_reference_is_not_held_and_matches_the_per_step_reference(start, precomputed, tmp_path):
+def test_precomputed_reference_is_not_held_and_matches_the_per_step_reference(dpo_start, precomputed, tmp_path):
     report, seen, _ = precomputed
     assert seen == {"holds_ref_model": False, "models_alive": 1}
-    per_step, seen = run(start, tmp_path / "dpo", DPOSettings(**{**vars(SETTINGS), "precompute_ref_log_probs": False}))
+    per_step, seen = run(dpo_start, tmp_path / "dpo", DPOSettings(**{**vars(SETTINGS), "precompute_ref_log_probs": False}))
     assert seen == {"holds_ref_model": True, "models_alive": 2}
     assert per_step.losses == pytest.approx(report.losses, rel=1e-4, abs=1e-6)
 

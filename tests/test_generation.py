@@ -12,8 +12,6 @@ import httpx
 import pydantic
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from aya_assets.generation import (
     Completion,
@@ -27,22 +25,6 @@ from aya_assets.generation import (
 from aya_assets.generation import hf
 from aya_assets.generation.vllm_backend import completions_from_vllm
 
-# <|end|> first, so it gets id 0: a model whose logits are all equal then picks it greedily (argmax takes the first).
-SPECIAL_TOKENS = ["<|end|>", "<|pad|>", "<|user|>", "<|assistant|>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-CORPUS = [
-    "The weather is lovely today and we walk to the market.",
-    "Il fait beau aujourd'hui, nous allons au marché.",
-    "Hoy hace buen tiempo y caminamos al mercado.",
-    "Heute ist das Wetter schön und wir gehen zum Markt.",
-    "Сегодня хорошая погода, и мы идём на рынок.",
-    "今日は天気が良いので市場へ歩いて行きます。",
-    "आज मौसम अच्छा है और हम बाज़ार जाते हैं।",
-    "الطقس جميل اليوم ونحن نمشي إلى السوق.",
-]
 # Different lengths, so a batch needs padding.
 PROMPTS = ["Hi", "Il fait beau aujourd'hui, nous allons au marché. Et toi?", "今日は天気が良い", "Сегодня"]
 GREEDY = SamplingSettings(n=1, max_new_tokens=8, temperature=0)
@@ -55,63 +37,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def save_checkpoint(path, tokenizer: PreTrainedTokenizerFast, model: LlamaForCausalLM) -> str:
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, str]:
-    """Three tiny chat checkpoints sharing one tokenizer: random weights, one that never says EOS, one that only does."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        CORPUS * 4,
-        trainers.BpeTrainer(
-            vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|end|>",
-        pad_token="<|pad|>",
-        padding_side="left",
-        chat_template=CHAT_TEMPLATE,
-    )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,  # peaked logits, so greedy choices are not near-ties that rounding could flip
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    root = tmp_path_factory.mktemp("checkpoints")
-    paths = {"random": save_checkpoint(root / "random", tokenizer, model)}
-
-    with torch.no_grad():
-        head = model.lm_head.weight
-        # Mirror every ordinary row into its neighbour's: one of each pair always scores >= 0, while EOS scores 0.
-        ordinary = torch.arange(len(SPECIAL_TOKENS), len(tokenizer) - len(tokenizer) % 2)
-        head[ordinary[1::2]] = -head[ordinary[::2]]
-        head[tokenizer.eos_token_id] = 0
-    paths["never_eos"] = save_checkpoint(root / "never_eos", tokenizer, model)
-
-    with torch.no_grad():
-        model.model.norm.weight.zero_()  # every logit is 0, so greedy picks id 0, the EOS
-    paths["only_eos"] = save_checkpoint(root / "only_eos", tokenizer, model)
-    return paths
 
 
 def texts(results: list[list[Completion]]) -> list[list[str]]:
@@ -136,11 +61,11 @@ def test_no_prompts_give_no_completions(backend):
 
 
 @pytest.mark.slow
-def test_transformers_shape_is_prompts_by_n(checkpoints):
+def test_transformers_shape_is_prompts_by_n(chat_checkpoints):
     sampling = SamplingSettings(n=3, max_new_tokens=6, seed=1)
     progress = []
     results = TransformersBackend(batch_size=3).generate(
-        checkpoints["random"], PROMPTS, sampling, progress=lambda *p: progress.append(p)
+        chat_checkpoints["random"], PROMPTS, sampling, progress=lambda *p: progress.append(p)
     )
     assert [len(r) for r in results] == [3] * len(PROMPTS)
     assert progress == [(3, 4), (4, 4)]
@@ -152,27 +77,27 @@ def test_transformers_shape_is_prompts_by_n(checkpoints):
 
 
 @pytest.mark.slow
-def test_transformers_sampling_is_seeded(checkpoints):
+def test_transformers_sampling_is_seeded(chat_checkpoints):
     backend = TransformersBackend(batch_size=2)
     sampling = SamplingSettings(n=2, max_new_tokens=6, temperature=1.0, seed=7)
-    first = texts(backend.generate(checkpoints["random"], PROMPTS, sampling))
-    backend.generate(checkpoints["random"], PROMPTS[:1], sampling.model_copy(update={"seed": 99}))
+    first = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling))
+    backend.generate(chat_checkpoints["random"], PROMPTS[:1], sampling.model_copy(update={"seed": 99}))
     callers_rng = torch.get_rng_state()
-    again = texts(backend.generate(checkpoints["random"], PROMPTS, sampling))
+    again = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling))
     assert torch.equal(torch.get_rng_state(), callers_rng)  # seeding did not reset the caller's generator
-    other_seed = texts(backend.generate(checkpoints["random"], PROMPTS, sampling.model_copy(update={"seed": 123})))
+    other_seed = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling.model_copy(update={"seed": 123})))
     # A batch's samples depend on its own prompts only, not on the batches before it.
-    other_first_batch = texts(backend.generate(checkpoints["random"], ["Bonjour", "Hola"] + PROMPTS[2:], sampling))
+    other_first_batch = texts(backend.generate(chat_checkpoints["random"], ["Bonjour", "Hola"] + PROMPTS[2:], sampling))
     assert first == again
     assert first != other_seed
     assert other_first_batch[2:] == first[2:]
 
 
 @pytest.mark.slow
-def test_transformers_batched_greedy_equals_one_by_one(checkpoints):
+def test_transformers_batched_greedy_equals_one_by_one(chat_checkpoints):
     """Left padding done right: padding a prompt in a batch does not change its greedy answer."""
-    batched = TransformersBackend(batch_size=len(PROMPTS)).generate(checkpoints["random"], PROMPTS, GREEDY)
-    single = TransformersBackend(batch_size=1).generate(checkpoints["random"], PROMPTS, GREEDY)
+    batched = TransformersBackend(batch_size=len(PROMPTS)).generate(chat_checkpoints["random"], PROMPTS, GREEDY)
+    single = TransformersBackend(batch_size=1).generate(chat_checkpoints["random"], PROMPTS, GREEDY)
     assert [[(c.text, c.tokens, c.finish_reason) for c in r] for r in batched] == [
         [(c.text, c.tokens, c.finish_reason) for c in r] for r in single
     ]
@@ -180,20 +105,20 @@ def test_transformers_batched_greedy_equals_one_by_one(checkpoints):
 
 
 @pytest.mark.slow
-def test_transformers_finish_reason_length_when_eos_is_unreachable(checkpoints):
-    results = TransformersBackend().generate(checkpoints["never_eos"], PROMPTS, GREEDY)
+def test_transformers_finish_reason_length_when_eos_is_unreachable(chat_checkpoints):
+    results = TransformersBackend().generate(chat_checkpoints["never_eos"], PROMPTS, GREEDY)
     assert {(c.finish_reason, c.tokens) for r in results for c in r} == {("length", GREEDY.max_new_tokens)}
 
 
 @pytest.mark.slow
-def test_transformers_finish_reason_stop_counts_the_eos(checkpoints):
-    results = TransformersBackend().generate(checkpoints["only_eos"], PROMPTS, GREEDY)
+def test_transformers_finish_reason_stop_counts_the_eos(chat_checkpoints):
+    results = TransformersBackend().generate(chat_checkpoints["only_eos"], PROMPTS, GREEDY)
     # The answer is the EOS alone: one token, and neither the prompt nor the special token leaks into the text.
     assert {(c.finish_reason, c.tokens, c.text) for r in results for c in r} == {("stop", 1, "")}
 
 
 @pytest.mark.slow
-def test_transformers_reuses_the_loaded_model(checkpoints, monkeypatch):
+def test_transformers_reuses_the_loaded_model(chat_checkpoints, monkeypatch):
     loads = []
     real_load = hf.load
 
@@ -205,15 +130,15 @@ def test_transformers_reuses_the_loaded_model(checkpoints, monkeypatch):
     backend = TransformersBackend()
     sampling = SamplingSettings(max_new_tokens=1)
     for name in ["random", "random", "only_eos", "random"]:
-        backend.generate(checkpoints[name], PROMPTS[:1], sampling)
-    assert loads == [checkpoints["random"], checkpoints["only_eos"], checkpoints["random"]]
+        backend.generate(chat_checkpoints[name], PROMPTS[:1], sampling)
+    assert loads == [chat_checkpoints["random"], chat_checkpoints["only_eos"], chat_checkpoints["random"]]
 
 
 @pytest.mark.slow
-def test_transformers_backend_as_a_dagster_resource(checkpoints):
+def test_transformers_backend_as_a_dagster_resource(chat_checkpoints):
     @dg.asset
     def answers(generator: GenerationBackend) -> dg.MaterializeResult:
-        results = generator.generate(checkpoints["random"], PROMPTS[:2], SamplingSettings(n=2, max_new_tokens=2))
+        results = generator.generate(chat_checkpoints["random"], PROMPTS[:2], SamplingSettings(n=2, max_new_tokens=2))
         return dg.MaterializeResult(metadata={"completions": sum(len(r) for r in results)})
 
     result = dg.materialize([answers], resources={"generator": TransformersBackend(batch_size=1)})

@@ -1,7 +1,7 @@
 """The project's GPU code paths on a CUDA device: generation in bfloat16, DPO training, reward scoring.
 
 Every test here is marked `gpu` and skipped where torch sees no CUDA device (see conftest.py). The tiny models
-come from the fixtures of test_generation.py and test_dpo.py; on a GPU machine their training runs there too.
+are conftest.py's (chat_checkpoints, dpo_start); on a GPU machine their training runs there too.
 """
 
 import math
@@ -9,8 +9,8 @@ from dataclasses import fields
 
 import pytest
 import torch
-from test_dpo import start  # noqa: F401  (fixture: a tiny SFT checkpoint and its preference pairs)
-from test_generation import GREEDY, PROMPTS, checkpoints, texts  # noqa: F401  (checkpoints is a fixture)
+from conftest import TRAINED_ARCH
+from test_generation import GREEDY, PROMPTS, texts
 from transformers import AutoModelForCausalLM
 from trl import DPOTrainer
 
@@ -32,15 +32,15 @@ def schema(results: list[list[Completion]]) -> set[tuple]:
 # --- generation -------------------------------------------------------------------------------------------------
 
 
-def test_transformers_auto_runs_bfloat16_on_cuda_with_the_cpu_schema(checkpoints):
+def test_transformers_auto_runs_bfloat16_on_cuda_with_the_cpu_schema(chat_checkpoints):
     sampling = SamplingSettings(n=3, max_new_tokens=6, seed=1)
     backend = TransformersBackend(batch_size=3)  # device and dtype "auto"
     progress = []
-    results = backend.generate(checkpoints["random"], PROMPTS, sampling, progress=lambda *p: progress.append(p))
+    results = backend.generate(chat_checkpoints["random"], PROMPTS, sampling, progress=lambda *p: progress.append(p))
     _, _, lm = backend._loaded
     assert lm.device.type == "cuda" and lm.dtype == torch.bfloat16
 
-    on_cpu = TransformersBackend(batch_size=3, device="cpu").generate(checkpoints["random"], PROMPTS, sampling)
+    on_cpu = TransformersBackend(batch_size=3, device="cpu").generate(chat_checkpoints["random"], PROMPTS, sampling)
     assert [len(r) for r in results] == [len(r) for r in on_cpu] == [3] * len(PROMPTS)
     assert progress == [(3, 4), (4, 4)]
     assert schema(results) == schema(on_cpu) == {
@@ -53,36 +53,37 @@ def test_transformers_auto_runs_bfloat16_on_cuda_with_the_cpu_schema(checkpoints
         assert completion.seconds > 0
 
 
-def test_transformers_sampling_on_cuda_is_seeded_and_leaves_the_callers_rng(checkpoints):
+def test_transformers_sampling_on_cuda_is_seeded_and_leaves_the_callers_rng(chat_checkpoints):
     backend = TransformersBackend(batch_size=2)
     sampling = SamplingSettings(n=2, max_new_tokens=6, temperature=1.0, seed=7)
-    first = texts(backend.generate(checkpoints["random"], PROMPTS, sampling))
-    backend.generate(checkpoints["random"], PROMPTS[:1], sampling.model_copy(update={"seed": 99}))
+    first = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling))
+    backend.generate(chat_checkpoints["random"], PROMPTS[:1], sampling.model_copy(update={"seed": 99}))
     cuda_rng, cpu_rng = torch.cuda.get_rng_state(), torch.get_rng_state()
-    again = texts(backend.generate(checkpoints["random"], PROMPTS, sampling))
+    again = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling))
     assert torch.equal(torch.cuda.get_rng_state(), cuda_rng) and torch.equal(torch.get_rng_state(), cpu_rng)
-    other_seed = texts(backend.generate(checkpoints["random"], PROMPTS, sampling.model_copy(update={"seed": 123})))
-    other_first_batch = texts(backend.generate(checkpoints["random"], ["Bonjour", "Hola"] + PROMPTS[2:], sampling))
+    other_seed = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling.model_copy(update={"seed": 123})))
+    other_first_batch = texts(backend.generate(chat_checkpoints["random"], ["Bonjour", "Hola"] + PROMPTS[2:], sampling))
     assert first == again
     assert first != other_seed
     assert other_first_batch[2:] == first[2:]  # a batch's samples depend on its own prompts only
 
 
-def test_transformers_batched_greedy_equals_one_by_one_on_cuda(checkpoints):
+def test_transformers_batched_greedy_equals_one_by_one_on_cuda(chat_checkpoints):
     """Left padding on the GPU's attention kernels; float32, so rounding cannot flip a greedy choice."""
-    batched = TransformersBackend(batch_size=len(PROMPTS), dtype="float32").generate(checkpoints["random"], PROMPTS, GREEDY)
-    single = TransformersBackend(batch_size=1, dtype="float32").generate(checkpoints["random"], PROMPTS, GREEDY)
+    model = chat_checkpoints["random"]
+    batched = TransformersBackend(batch_size=len(PROMPTS), dtype="float32").generate(model, PROMPTS, GREEDY)
+    single = TransformersBackend(batch_size=1, dtype="float32").generate(model, PROMPTS, GREEDY)
     assert [[(c.text, c.tokens, c.finish_reason) for c in r] for r in batched] == [
         [(c.text, c.tokens, c.finish_reason) for c in r] for r in single
     ]
     assert any(c.text for r in batched for c in r)
 
 
-def test_transformers_finish_reasons_on_cuda(checkpoints):
+def test_transformers_finish_reasons_on_cuda(chat_checkpoints):
     backend = TransformersBackend()
-    never = backend.generate(checkpoints["never_eos"], PROMPTS, GREEDY)
+    never = backend.generate(chat_checkpoints["never_eos"], PROMPTS, GREEDY)
     assert {(c.finish_reason, c.tokens) for r in never for c in r} == {("length", GREEDY.max_new_tokens)}
-    only = backend.generate(checkpoints["only_eos"], PROMPTS, GREEDY)
+    only = backend.generate(chat_checkpoints["only_eos"], PROMPTS, GREEDY)
     assert {(c.finish_reason, c.tokens, c.text) for r in only for c in r} == {("stop", 1, "")}
 
 
@@ -107,9 +108,9 @@ def dpo_on_cuda(start, out_dir, settings: DPOSettings) -> tuple:
     return report, seen
 
 
-def test_dpo_trains_on_cuda_with_precomputed_reference(start, tmp_path):  # noqa: F811
-    model_dir, _ = start
-    report, seen = dpo_on_cuda(start, tmp_path / "dpo", SETTINGS)
+def test_dpo_trains_on_cuda_with_precomputed_reference(dpo_start, tmp_path):
+    model_dir, _ = dpo_start
+    report, seen = dpo_on_cuda(dpo_start, tmp_path / "dpo", SETTINGS)
     assert seen == {"device": "cuda", "holds_ref_model": False, "bf16": torch.cuda.is_bf16_supported()}
     assert len(report.losses) == len(report.reward_margins) == STEPS
     assert all(math.isfinite(x) for x in report.losses + report.reward_margins + report.reward_accuracies)
@@ -127,10 +128,10 @@ def test_dpo_trains_on_cuda_with_precomputed_reference(start, tmp_path):  # noqa
     assert after_model.dtype == torch.float32  # mixed precision trains float32 master weights and saves those
 
 
-def test_dpo_per_step_reference_matches_precomputed_on_cuda(start, tmp_path):  # noqa: F811
-    precomputed, _ = dpo_on_cuda(start, tmp_path / "pre", SETTINGS)
+def test_dpo_per_step_reference_matches_precomputed_on_cuda(dpo_start, tmp_path):
+    precomputed, _ = dpo_on_cuda(dpo_start, tmp_path / "pre", SETTINGS)
     per_step, seen = dpo_on_cuda(
-        start, tmp_path / "per_step", DPOSettings(**{**vars(SETTINGS), "precompute_ref_log_probs": False})
+        dpo_start, tmp_path / "per_step", DPOSettings(**{**vars(SETTINGS), "precompute_ref_log_probs": False})
     )
     assert seen["device"] == "cuda" and seen["holds_ref_model"]
     print("precomputed losses", precomputed.losses, "\nper-step losses", per_step.losses)
@@ -141,12 +142,10 @@ def test_dpo_per_step_reference_matches_precomputed_on_cuda(start, tmp_path):  #
 # --- the arbiter's reward model ---------------------------------------------------------------------------------
 
 
-def test_arbiter_rewards_on_cuda_match_cpu(start, tmp_path):  # noqa: F811
-    model_dir, pairs = start
-    arch = TinyArchitecture(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=256)
-    report = train_reward_model(
-        model_dir.parent / "tokenizer", pairs, tmp_path / "rm", arch, TrainSettings(steps=6, learning_rate=3e-3, batch_size=8)
-    )
+def test_arbiter_rewards_on_cuda_match_cpu(dpo_start, seed_tokenizer, tmp_path):
+    _, pairs = dpo_start
+    report = train_reward_model(seed_tokenizer, pairs, tmp_path / "rm", TinyArchitecture(**TRAINED_ARCH),
+                                TrainSettings(steps=6, learning_rate=3e-3, batch_size=8))
     assert len(report.losses) == 6 and all(math.isfinite(x) for x in report.losses)
 
     prompts = [p["prompt"][0]["content"] for p in pairs[:4]] * 2

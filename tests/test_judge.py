@@ -2,14 +2,12 @@
 parse, the verdict cache, and win_rates materialized in Dagster with the LLM judge of a profile."""
 
 import math
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
-import torch
-from helpers import TEXTS
-from transformers import LlamaConfig, LlamaForCausalLM
+from conftest import always_says, tiny_llama
+from transformers import AutoTokenizer
 
 from aya_assets.definitions import build_definitions
 from aya_assets.evaluation import report
@@ -18,41 +16,23 @@ from aya_assets.stages import Recipe
 from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, judge_both_orders, resolve_baselines, summarize,
                                             unparsed_shares)
 from aya_assets.generation import TransformersBackend
-from aya_assets.models.tokenizer import train_tokenizer
 from aya_assets.profile import load_profile
 from aya_assets.artifacts.tables import atomic_write_parquet, table_path
 
 
-def save_constant_lm(path: Path, tokenizer, says: str) -> str:
-    """A tiny chat LM that answers anything with `says` over and over.
-
-    Every embedding is the same and every layer adds nothing to the residual stream, so the last hidden state is
-    the same at every position and the head, zero but for `says`'s row, always picks that token.
-    """
-    tokenizer.add_tokens([says])
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        model.model.embed_tokens.weight.fill_(1.0)
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        model.lm_head.weight.zero_()
-        model.lm_head.weight[tokenizer.convert_tokens_to_ids(says)] = 1.0
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def judges(tmp_path_factory) -> dict[str, str]:
-    """prefers_a: always '[[A>B]]' (pure position bias); no_label: always 'maybe', never an Arena-Hard label."""
+def judges(tmp_path_factory, tiny_tokenizer) -> dict[str, str]:
+    """Tiny chat LMs that answer anything with one token, over and over: prefers_a always '[[A>B]]' (pure position
+    bias); no_label always 'maybe', never an Arena-Hard label."""
     root = tmp_path_factory.mktemp("judges")
-    return {name: save_constant_lm(root / name, train_tokenizer(TEXTS, root / f"{name}_tok", vocab_size=600), says)
-            for name, says in (("prefers_a", "[[A>B]]"), ("no_label", "maybe"))}
+    out = {}
+    for name, says in (("prefers_a", "[[A>B]]"), ("no_label", "maybe")):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer)
+        tokenizer.add_tokens([says])
+        # A judge's prompt (Arena-Hard's instructions and both answers) is longer than the default context.
+        out[name] = str(tiny_llama(root / name, tokenizer, edit=always_says(tokenizer.convert_tokens_to_ids(says)),
+                                   hidden_size=16, intermediate_size=32, num_hidden_layers=1, max_position_embeddings=4096))
+    return out
 
 
 def llm_judge(model: str, max_new_tokens: int = 3) -> LLMJudge:
@@ -67,8 +47,9 @@ def pairs(n: int = 3, languages=("en", "fr")) -> pl.DataFrame:
 
 @pytest.mark.parametrize("text, score", [
     ("My verdict: [[A>>B]]", 1.0), ("[[A>B]]", 1.0), ("[[A=B]]", 0.5), ("[[B>A]]", 0.0), ("[[B>>A]]", 0.0),
-    ("first [[B>A]], on reflection [[A>B]]", 1.0),  # the last label is the verdict
+    ("first [[B>A]], on reflection [[A>B]]", 1.0), ("[[A>B]] [[B>>A]]", 0.0), ("[[B>A]][[A=B]].", 0.5),  # the last label
     ("A is better", None), ("[[A>>B", None), ("", None),
+    ("[[a>b]]", None), ("[[A > B]]", None), ("[[A>>>B]]", None), ("[A>B]", None), ("[[C>A]]", None),  # exact labels only
 ])
 def test_parse_verdict(text, score):
     assert parse_verdict(text) == score

@@ -5,30 +5,14 @@ import pytest
 
 from aya_assets.arbitrage.pool import degenerate_rate, generate_pool, is_degenerate, plan_shards
 from aya_assets.generation import SamplingSettings, TransformersBackend
-from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.models.tiny import TinyArchitecture, TrainSettings, train_causal_lm
-from aya_assets.models.tokenizer import train_tokenizer
-from aya_assets.profile import PromptsConfig
-from aya_assets.prompts.sources import load_prompts
-
-ARCH = TinyArchitecture(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=160)
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """Two real tiny teachers (a few SFT steps each) and the train prompts of three languages."""
-    root = tmp_path_factory.mktemp("pool")
-    prompts = load_prompts(PromptsConfig.model_validate({"sources": [{"kind": "seed"}]}), LANGUAGE_CODES)
-    train = prompts.filter(pl.col("split") == "train")
-    train_tokenizer(train["text"].to_list() + train["reference"].to_list(), root / "tok", vocab_size=600)
-    models = {}
-    for name, lang in [("t_de", "de"), ("t_ja", "ja")]:
-        rows = train.filter(pl.col("language") == lang)
-        convs = [[{"role": "user", "content": t}, {"role": "assistant", "content": r}]
-                 for t, r in rows.select("text", "reference").iter_rows()]
-        train_causal_lm(root / "tok", convs, root / name, ARCH, TrainSettings(steps=3, learning_rate=5e-3, batch_size=8))
-        models[name] = str(root / name)
-    return root, train.filter(pl.col("language").is_in(["de", "ja", "ru"])), models
+def setup(tmp_path_factory, trained_lm, seed_prompts):
+    """Two real tiny teachers (a few SFT steps each, on the German and on the Japanese answers) and the train prompts of
+    three languages."""
+    models = {name: str(trained_lm((lang,), steps=3, split="train")) for name, lang in [("t_de", "de"), ("t_ja", "ja")]}
+    prompts = seed_prompts.filter((pl.col("split") == "train") & pl.col("language").is_in(["de", "ja", "ru"]))
+    return tmp_path_factory.mktemp("pool"), prompts, models
 
 
 CALLS = {"n": 0}

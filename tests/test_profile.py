@@ -6,8 +6,8 @@ import dagster as dg
 import huggingface_hub
 import pytest
 import torch
-from helpers import OTHER_TEXTS, TEXTS, save_llama
-from transformers import LlamaConfig, LlamaForSequenceClassification
+from conftest import tiny_llama
+from helpers import OTHER_TEXTS, TEXTS
 
 from aya_assets.definitions import build_definitions
 from aya_assets.evaluation.judge import LLMJudge
@@ -95,17 +95,12 @@ def test_gpu_profile_definitions_load_offline_with_the_llm_judge_wired():
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
+def zoo(tmp_path_factory, tiny_tokenizer):
     """A tiny chat Llama, a sequence-classification reward model with its own tokenizer, and broken copies."""
     root = tmp_path_factory.mktemp("zoo")
-    out = {"chat": save_llama(root / "chat", train_tokenizer(TEXTS, root / "tok", vocab_size=600), seed=1)}
+    out = {"chat": tiny_llama(root / "chat", tiny_tokenizer, seed=1)}
     rm_tokenizer = train_tokenizer(OTHER_TEXTS + TEXTS, root / "rm_tok", vocab_size=500)
-    config = LlamaConfig(vocab_size=len(rm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=rm_tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForSequenceClassification(config).save_pretrained(root / "reward")
-    rm_tokenizer.save_pretrained(root / "reward")
-    out["reward"] = root / "reward"
+    out["reward"] = tiny_llama(root / "reward", rm_tokenizer, reward=True, num_hidden_layers=1)
     for broken, files in {"no_config": ["config.json"], "no_weights": ["model.safetensors"],
                           "no_tokenizer": ["tokenizer.json"], "no_template": ["chat_template.jinja"]}.items():
         out[broken] = shutil.copytree(out["chat"], root / broken)
