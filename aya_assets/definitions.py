@@ -5,7 +5,7 @@ import dagster as dg
 from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.arbitrage.assets import build_arbitrage_assets
 from aya_assets.artifacts.store import ArtifactStore, model_key
-from aya_assets.artifacts.tables import WarehouseIOManager
+from aya_assets.artifacts.tables import PARTITION_COLUMN, WarehouseIOManager
 from aya_assets.checkpoints.io import CHECKPOINT_IO, CheckpointIOManager
 from aya_assets.evaluation.assets import build_evaluation_assets
 from aya_assets.evaluation.judge import LLMJudge, ReferenceJudge
@@ -70,7 +70,40 @@ def build_definitions(profile: str | Profile | None = None) -> dg.Definitions:
         *build_online_assets(profile, recipe),
         *build_evaluation_assets(profile, recipe),
     ]
-    return dg.Definitions(assets=assets, asset_checks=build_preflight_checks(profile), resources=resources(profile))
+    return dg.Definitions(assets=assets, asset_checks=build_preflight_checks(profile), jobs=stage_jobs(assets, recipe),
+                          resources=resources(profile))
+
+
+def stage_jobs(assets: list[dg.AssetsDefinition], recipe: Recipe) -> list:
+    """One asset job per recipe step and partitioning (a Dagster job holds one partitions definition): `prompts_job`,
+    `models_job`, `models_teacher_job`, `sft_cluster_job`, `online_1_language_job`, ... A run's name says what it ran.
+
+    An unpartitioned asset joins the job of its upstream in the same group (a merge joins its cluster models).
+    """
+    nodes = {key: a for a in assets for key in a.keys}
+
+    def kind(key: dg.AssetKey) -> str:
+        column = (nodes[key].metadata_by_key[key] or {}).get(PARTITION_COLUMN)
+        if column:
+            return column
+        name = key.to_user_string()
+        return recipe[name].partitioning if name in recipe else "none"
+
+    buckets: dict[tuple[str, str], list[dg.AssetKey]] = {}
+    for key, a in nodes.items():
+        group, k = a.group_names_by_key[key], kind(key)
+        if k == "none":
+            ups = [u for u in a.asset_deps[key] if u in nodes and nodes[u].group_names_by_key[u] == group and kind(u) != "none"]
+            k = kind(ups[0]) if ups else k
+        buckets.setdefault((group, k), []).append(key)
+    per_group = {}
+    for group, _ in buckets:
+        per_group[group] = per_group.get(group, 0) + 1
+    # "_job": a job may not share a name with an asset's op (the `prompts` group holds the `prompts` asset).
+    return [dg.define_asset_job((group if k == "none" or per_group[group] == 1 else f"{group}_{k}") + "_job",
+                                selection=dg.AssetSelection.assets(*keys),
+                                description=f"The `{group}` step of the recipe ({k} partitions): its assets and their checks.")
+            for (group, k), keys in buckets.items()]
 
 
 @dg.definitions

@@ -77,6 +77,9 @@ class Recipe:
     def __getitem__(self, asset: str) -> Stage:
         return self._by_asset[asset]
 
+    def __contains__(self, asset: str) -> bool:
+        return asset in self._by_asset
+
     def partitions(self, stage: Stage) -> list[str | None]:
         return {
             "none": [None],

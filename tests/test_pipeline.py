@@ -49,6 +49,15 @@ def test_every_run_succeeds_and_checks_pass(graph):
             "pairs_positive_margin", "final_not_below_arbitrage_sft"} <= {e.check_name for e in evaluations}
 
 
+def test_runs_are_named_after_their_step_and_checkpoints_report_their_content_hash_as_data_version(graph):
+    _, defs, instance, results = graph
+    names = {instance.get_run_by_id(r.run_id).job_name for r in results}
+    assert names == {job.name for job in defs.jobs} and {"models_job", "sft_cluster_job", "online_1_language_job"} <= names
+    for asset in ("student_base", "sft_checkpoints", "sft_merged", "online_1_merged"):
+        for m in materializations(results, asset):
+            assert m.tags["dagster/data_version"] == m.metadata["content_hash"].value  # Dagster's staleness sees content
+
+
 def test_pool_covers_teachers_prompts_and_samples(graph):
     data, *_ = graph
     pool = read(data, "pool_completions")

@@ -1,8 +1,9 @@
 """Materialize the whole graph (or a selection) in-process, in dependency order.
 
 Language-partitioned assets run as single-run backfills over all their partitions (the partition-range
-tags); assets partitioned by teacher, cluster or stage run once per partition. This is what `make demo`
-and the end-to-end tests do; the UI and `dagster asset backfill` launch the same runs.
+tags); assets partitioned by teacher, cluster or stage run once per partition. Each run is of its group's named
+job (`models`, `sft`, `online_1`, ...). This is what `make demo` and the end-to-end tests do; the UI and
+`dagster asset backfill` launch the same runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.events import DagsterEventType
 
 from aya_assets.console import STEP, StepLine
@@ -102,6 +104,16 @@ def plan(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> li
     return steps
 
 
+def job(defs: dg.Definitions, step: Step):
+    """The named job that holds the step's assets (definitions.stage_jobs), so the run is named after its recipe step;
+    Dagster's implicit asset job for definitions without one (a test's hand-built graph)."""
+    graph = defs.resolve_asset_graph()
+    for candidate in defs.jobs or []:
+        if isinstance(candidate, UnresolvedAssetJobDefinition) and set(step.keys) <= candidate.selection.resolve(graph):
+            return defs.resolve_job_def(candidate.name)
+    return defs.resolve_implicit_global_asset_job_def()
+
+
 def _last_seconds(instance: dg.DagsterInstance, label: str) -> float | None:
     """How long this step's latest successful run took: the estimate for the next one."""
     records = instance.get_run_records(dg.RunsFilter(tags={STEP_TAG: label}, statuses=[dg.DagsterRunStatus.SUCCESS]),
@@ -124,7 +136,6 @@ def materialize_all(
 ) -> list[dg.ExecuteInProcessResult]:
     """Every step in order, one console line each ([k/N], its time, elapsed, what remains by the last runs' times);
     Dagster's own event log goes to the instance (the run page), and to the console only when `verbose`."""
-    assets = [*(defs.assets or []), *(defs.asset_checks or [])]
     run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     steps = plan(defs, selection)
     previous = [_last_seconds(instance, step.label) for step in steps]
@@ -133,9 +144,9 @@ def materialize_all(
         line.begin(f"[{k}/{len(steps)}] {step.label}{step.note}")
         step_started = time.perf_counter()
         try:
-            results.append(dg.materialize(assets, selection=step.keys, instance=instance, resources=defs.resources,
-                                          tags={**step.tags, STEP_TAG: step.label}, partition_key=step.partition_key,
-                                          run_config=run_config, raise_on_error=True))
+            results.append(job(defs, step).execute_in_process(
+                asset_selection=step.keys, instance=instance, tags={**step.tags, STEP_TAG: step.label},
+                partition_key=step.partition_key, run_config=run_config, raise_on_error=True))
         except Exception as exc:
             latest = instance.get_runs(limit=1)
             run_id = latest[0].run_id if latest else None
