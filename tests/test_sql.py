@@ -37,8 +37,9 @@ def test_views_and_lineage_tables(catalog):
     db, warehouse = catalog
     counts = run_query(db, warehouse, "SELECT language, partition, count(*) AS n FROM prompts GROUP BY ALL ORDER BY 1")
     assert counts.rows() == [("en", "en", 24), ("hi", "hi", 24), ("zh", "zh", 24)]
-    mats = run_query(db, warehouse, "SELECT asset, partition, run_id, code_version FROM materializations ORDER BY 2")
+    mats = run_query(db, warehouse, "SELECT asset, partition, run_id, job, code_version FROM materializations ORDER BY 2")
     assert mats["partition"].to_list() == ["en", "hi", "zh"]
+    assert set(mats["job"]) == {"__ephemeral_asset_job__"}  # dg.materialize's; `aya materialize` runs name their step
     code_version = build_definitions().get_assets_def("prompts").code_versions_by_key[dg.AssetKey("prompts")]
     assert set(mats["code_version"]) == {code_version} and mats["run_id"].n_unique() == 3
     assert run_query(db, warehouse, "SELECT count(*) FROM asset_deps").item() >= 0

@@ -16,6 +16,7 @@ MATERIALIZATIONS_SCHEMA = {
     "asset": pl.String,
     "partition": pl.String,
     "run_id": pl.String,
+    "job": pl.String,  # the run's job: the recipe step (models_job, sft_cluster_job, ...)
     "timestamp": pl.Datetime("us", "UTC"),
     "code_version": pl.String,
     "data_version": pl.String,
@@ -60,6 +61,7 @@ def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.D
                         "asset": key.to_user_string(),
                         "partition": mat.partition,
                         "run_id": record.run_id,
+                        "job": None,
                         "timestamp": record.timestamp,
                         "code_version": mat.tags.get("dagster/code_version"),
                         "data_version": mat.tags.get("dagster/data_version"),
@@ -69,6 +71,10 @@ def materializations(instance: dg.DagsterInstance, defs: dg.Definitions) -> pl.D
             if not result.has_more:
                 break
             cursor = result.cursor
+    run_ids = sorted({row["run_id"] for row in rows})
+    jobs = {r.dagster_run.run_id: r.dagster_run.job_name for r in instance.get_run_records(dg.RunsFilter(run_ids=run_ids))} if run_ids else {}
+    for row in rows:
+        row["job"] = jobs.get(row["run_id"])
     frame = pl.DataFrame(rows, schema={**MATERIALIZATIONS_SCHEMA, "timestamp": pl.Float64})
     micros = (pl.col("timestamp") * 1_000_000).cast(pl.Int64)
     return frame.with_columns(timestamp=pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC"))
