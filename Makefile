@@ -30,7 +30,23 @@ demo: $(STAMP)
 	@echo "Browse the assets and their lineage:  make ui   (then open http://127.0.0.1:3000)"
 	@echo "Query every artifact with SQL:        $(BIN)/aya sql \"select language, count(*) from prompts group by 1\""
 
-test: $(STAMP)
+# The UI test drives headless Chromium: Debian's chromium, installed once where we can (root with apt-get, as in CI);
+# elsewhere the test skips and says why. `rm $(CHROMIUM_STAMP)` to try again.
+CHROMIUM_STAMP := $(VENV)/.chromium
+
+$(CHROMIUM_STAMP): | $(STAMP)
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium for the UI test (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	    || echo "apt-get could not install chromium: the UI test will skip"; \
+	else \
+	  echo "no chromium, and no root apt-get to install it: the UI test will skip"; \
+	fi
+	touch $@
+
+test: $(STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)

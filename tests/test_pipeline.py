@@ -1,6 +1,18 @@
 """The whole tiny graph (shrunk further) in real in-process Dagster runs, from prompts to win rates."""
 
 import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from html.parser import HTMLParser
 from pathlib import Path
 
 import dagster as dg
@@ -8,23 +20,31 @@ import polars as pl
 import pytest
 import yaml
 
+from aya_assets.artifacts.atomic import write_bytes
 from aya_assets.catalog.refresh import refresh_catalog
 from aya_assets.catalog.sql import run_query
 from aya_assets.definitions import build_definitions
 from aya_assets.cli.runner import materialize_all
+from aya_assets.languages import LANGUAGE_CODES
 from conftest import FAST, merge
 
 pytestmark = pytest.mark.slow
 POOL_TEACHERS = 4
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
     home = tmp_path_factory.mktemp("aya_home")
-    tiny = yaml.safe_load((Path(__file__).parents[1] / "resources" / "tiny.yaml").read_text())
+    tiny = yaml.safe_load((ROOT / "resources" / "tiny.yaml").read_text())
     profile = home / "fast.yaml"
     profile.write_text(yaml.safe_dump(merge(tiny, FAST), sort_keys=False))
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+    # The instance lives where `aya` keeps it (data/dagster under AYA_HOME), with the project's dagster.yaml, so that a
+    # webserver process started on it sees these runs as `aya ui` would.
+    (home / "data" / "dagster").mkdir(parents=True)
+    settings = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    with pytest.MonkeyPatch.context() as mp, \
+            dg.instance_for_test(overrides=settings, temp_dir=str(home / "data" / "dagster")) as instance:
         mp.setenv("AYA_HOME", str(home))
         defs = build_definitions(str(profile))
         results = materialize_all(defs, instance)
@@ -203,6 +223,131 @@ def test_win_rates_report_and_charts(graph):
     generations = read(data, "eval_generations")
     eval_ids = set(read(data, "prompts").filter(pl.col("split") == "eval")["prompt_id"])
     assert set(generations["prompt_id"]) == eval_ids
+
+
+# --- the UI on the finished run: dagster-webserver driven by headless Chromium ------------------------------------------
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+class _Text(HTMLParser):
+    """The text nodes of a page, outside scripts and styles."""
+
+    def __init__(self):
+        super().__init__()
+        self.nodes, self._skip = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip and data.strip():
+            self.nodes.append(data.strip())
+
+
+def page_text(dom: str) -> list[str]:
+    parser = _Text()
+    parser.feed(dom)
+    return parser.nodes
+
+
+@contextmanager
+def webserver(instance_dir: Path, home: Path, profile: Path, start_timeout_s: float = 180):
+    """dagster-webserver on this project and the given instance; yields its URL; stopped (terminate, then kill)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"DAGSTER_HOME": str(instance_dir), "AYA_HOME": str(home), "AYA_PROFILE": str(profile)}
+    log = instance_dir / "webserver.log"
+    with log.open("wb") as out:  # its own session: stopping it stops the code server it starts too
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-m", "aya_assets.definitions",
+                                 "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster-webserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dagster-webserver not up after {start_timeout_s:.0f}s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait_s)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def browse(url: str, screenshot: Path, height: int = 1100) -> tuple[list[str], str]:
+    """Load `url` in headless Chromium, save a screenshot; the page's text nodes and its DOM after the scripts ran."""
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    # The virtual-time budget lets the page's scripts and GraphQL queries finish before the DOM is dumped.
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                               "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+                               f"--window-size=1600,{height}", f"--screenshot={screenshot}", "--dump-dom", url],
+                              capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and screenshot.read_bytes()[:4] == b"\x89PNG", done.stderr[-2000:]
+    return page_text(done.stdout), done.stdout
+
+
+def shown(name: str, texts: list[str]) -> bool:
+    """The graph shows `name` whole, or elided in the middle when the node is narrow (onlin…_completions)."""
+    return any(t == name or ("…" in t and name.startswith(t.split("…")[0]) and name.endswith(t.split("…")[-1]))
+               for t in texts)
+
+
+def test_ui_shows_lineage_partitions_and_win_rate_chart(graph):
+    if CHROMIUM is None:
+        pytest.skip("no chromium binary on PATH (`make test` installs Debian's chromium with apt when run as root)")
+    data, defs, instance, _ = graph
+    home, shots = data.parent, data / "reports" / "ui"
+    asset_graph = defs.resolve_asset_graph()
+    upstream, todo = set(), [dg.AssetKey("win_rates")]
+    while todo:
+        key = todo.pop()
+        upstream.add(key)
+        todo += [p for p in asset_graph.get(key).parent_keys if p not in upstream]
+    deps = sum(len(asset_graph.get(key).parent_keys) for key in upstream)
+    with webserver(data / "dagster", home, home / "fast.yaml") as url:
+        lineage, dom = browse(f"{url}/assets/win_rates?view=lineage&lineageScope=upstream&lineageDepth=50",
+                              shots / "lineage.png")
+        partitions, _ = browse(f"{url}/assets/prompts?view=partitions", shots / "prompts_partitions.png")
+        win_rates, _ = browse(f"{url}/assets/win_rates", shots / "win_rates.png", height=2000)
+    for texts in (lineage, partitions, win_rates):
+        assert "Join the Dagster community" not in texts  # dagster.yaml's `nux: enabled: false`
+    # (a) every asset upstream of win_rates is a node of the lineage graph, and the edges between them are drawn
+    assert [k.to_user_string() for k in upstream if not shown(k.to_user_string(), lineage)] == []
+    assert len(re.findall(r"<path[^>]*marker-end=", dom)) == deps > len(upstream)
+    # (b) prompts' 23 language partitions, all materialized
+    joined = " ".join(partitions)
+    assert "23 Partitions" in joined and "Materialized (23)" in joined
+    assert set(LANGUAGE_CODES) <= set(partitions)
+    # (c) win_rates' latest materialization lists the step-by-step chart (a Markdown image) and the report's path
+    assert {"step_by_step", "per_language", "[Show Markdown]", str(data / "reports" / "latest.md")} <= set(win_rates)
+    latest = instance.get_latest_materialization_event(dg.AssetKey("win_rates")).asset_materialization
+    assert latest.metadata["step_by_step"].value.startswith("![step_by_step](data:image/png;base64,")
+    # A copy beside the checkout's own reports (gitignored), where a reader looks after `make test`.
+    for png in shots.glob("*.png"):
+        write_bytes(ROOT / "data" / "reports" / "ui" / png.name, png.read_bytes())
 
 
 def test_rerun_reuses_models_and_shards(graph):

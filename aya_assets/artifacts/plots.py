@@ -1,4 +1,9 @@
-"""PNG charts for asset metadata: saved to a file and embedded in the Dagster UI as Markdown."""
+"""PNG charts for asset metadata: saved to a file and embedded in the Dagster UI as Markdown.
+
+Dagster 1.13's asset page renders a Markdown entry inline only under 1,000 characters (ui-core MetadataEntry.tsx), so
+an embedded PNG always sits behind [Show Markdown]; it has no metadata type that shows an image, and the webserver
+serves no local files for a short Markdown image link. So each chart is the embedded image plus its PNG's path.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 import io
 from pathlib import Path
 
+import dagster as dg
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers or CI
@@ -28,6 +34,11 @@ def save_png(png: bytes, path: Path) -> Path:
 
 def markdown_image(png: bytes, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def chart_metadata(name: str, png: bytes, path: Path, title: str | None = None) -> dict[str, dg.MetadataValue]:
+    """`name`: the chart embedded as Markdown (in the UI's [Show Markdown] dialog); `name`_path: the PNG on disk."""
+    return {name: dg.MetadataValue.md(markdown_image(png, title or name)), f"{name}_path": dg.MetadataValue.path(str(path))}
 
 
 def line_chart(series: dict[str, list[float]], title: str, xlabel: str = "logged step", ylabel: str = "loss") -> bytes:

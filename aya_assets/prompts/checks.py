@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import polars as pl
 
 from aya_assets.languages import langid
@@ -93,8 +94,10 @@ def check_language_id(df: pl.DataFrame, max_share: float) -> Result:
         or "none",
         "max_share": max_share,
         "mismatched_rows": bad.height,
-        "shares": markdown_table(shares.filter(pl.col("mismatched") > 0), rows=len(LANGUAGE_CODES)) if bad.height else "none",
-        "mismatches": markdown_table(bad, rows=20) if bad.height else "none",
+        # Markdown, not text: the UI renders a MetadataValue.md table, and shows a plain string as its raw pipes.
+        "shares": dg.MetadataValue.md(markdown_table(shares.filter(pl.col("mismatched") > 0), rows=len(LANGUAGE_CODES))
+                                      if bad.height else "none"),
+        "mismatches": dg.MetadataValue.md(markdown_table(bad, rows=20) if bad.height else "none"),
     }
 
 
