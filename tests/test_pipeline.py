@@ -345,6 +345,9 @@ def test_ui_shows_lineage_partitions_and_win_rate_chart(graph):
     assert {"step_by_step", "per_language", "[Show Markdown]", str(data / "reports" / "latest.md")} <= set(win_rates)
     latest = instance.get_latest_materialization_event(dg.AssetKey("win_rates")).asset_materialization
     assert latest.metadata["step_by_step"].value.startswith("![step_by_step](data:image/png;base64,")
+    # The table beside the chart, under its own key (the chart used to overwrite it), and the PNG's path.
+    assert "win_rate" in latest.metadata["step_by_step_table"].value and "online_1_merged" in latest.metadata["step_by_step_table"].value
+    assert latest.metadata["step_by_step_path"].value == str(data / "reports" / "step_by_step.png")
     # A copy beside the checkout's own reports (gitignored), where a reader looks after `make test`.
     for png in shots.glob("*.png"):
         write_bytes(ROOT / "data" / "reports" / "ui" / png.name, png.read_bytes())

@@ -132,8 +132,7 @@ def build_arbitrage_assets(profile: Profile) -> list:
         path = plots.save_png(png, store.reports / "teacher_wins.png")
         leaders = wins.sort("win_share", descending=True).group_by("language", maintain_order=True).first().sort("language")
         return dg.Output(wins, metadata={
-            "heatmap": dg.MetadataValue.md(plots.markdown_image(png, "teacher wins")),
-            "heatmap_path": dg.MetadataValue.path(str(path)),
+            **plots.chart_metadata("heatmap", png, path, "teacher wins"),
             "winner_per_language": dg.MetadataValue.md(markdown_table(leaders.select("language", "teacher", "win_share"), rows=30)),
         })
 

@@ -59,7 +59,7 @@ def report_metadata(out: Path, reused: bool, info: dict, title: str) -> dict:
             png = plots.line_chart({title: info[key]}, f"{title}: {label}", ylabel=label)
             if not (out / f"{key}.png").exists():
                 plots.save_png(png, out / f"{key}.png")
-            meta[f"{key}_curve"] = dg.MetadataValue.md(plots.markdown_image(png, f"{title} {label}"))
+            meta |= plots.chart_metadata(f"{key}_curve", png, out / f"{key}.png", f"{title} {label}")
             meta[f"last_{key}"] = float(info[key][-1])
     meta["content_hash"] = content_hash(out)
     return meta

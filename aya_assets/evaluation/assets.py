@@ -134,8 +134,10 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
             "unparsed": unparsed,
             "verdict_shards_judged": sum(c.counts["generated"] for c in done),
             "verdict_shards_reused": sum(c.counts["reused"] for c in done),
-            "step_by_step": dg.MetadataValue.md(markdown_table(report.shown(step_table), rows=step_table.height)),
-            **{name: dg.MetadataValue.md(plots.markdown_image(png, name)) for name, png in charts.items()},
+            # The table under its own key: the chart of the same name used to overwrite it.
+            "step_by_step_table": dg.MetadataValue.md(markdown_table(report.shown(step_table), rows=step_table.height)),
+            **{k: v for name, png in charts.items()
+               for k, v in plots.chart_metadata(name, png, store.reports / f"{name}.png").items()},
             "report": dg.MetadataValue.path(str(store.reports / "latest.md")),
         })
         yield verdicts_parsed(result, done, ev.max_unparsed_share)

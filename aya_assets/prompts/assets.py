@@ -57,7 +57,7 @@ def build_prompt_assets(profile: Profile) -> list:
         whole, covered = with_stored(loaded.frame, store.warehouse, context.asset_key, languages)
         for name, (passed, meta) in checks.evaluate(whole, covered, profile.prompts.max_language_mismatch).items():
             if not passed:  # the figures, not the Markdown tables, so that `aya materialize` says what failed
-                figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if "\n" not in str(v))
+                figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if not isinstance(v, dg.MarkdownMetadataValue))
                 context.log.error(f"check {name} failed over the stored partitions {', '.join(covered)}: {figures}")
             yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
 
