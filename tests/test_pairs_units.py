@@ -57,8 +57,6 @@ def test_best_vs_worst_rows_are_trl_conversations():
                    "margin": 0.75}
 
 
-@pytest.mark.xfail(strict=True, reason="with min_margin 0 (the profile allows it) a prompt whose completions all score "
-                                       "the same, or that has one completion, pairs a completion against itself")
 @pytest.mark.parametrize("rows", [
     [("p1", "en", "t", 0, 0.5)],
     [("p1", "en", "t", 0, 0.5), ("p1", "en", "u", 0, 0.5)],

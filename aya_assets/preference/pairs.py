@@ -22,7 +22,8 @@ def conversational(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def best_vs_worst(scores: pl.DataFrame, min_margin: float, kind: str) -> pl.DataFrame:
-    """Per prompt: the highest-scored completion against the lowest, kept when the gap is at least `min_margin`."""
+    """Per prompt: the highest-scored completion against the lowest, kept when the gap is at least `min_margin` and the
+    two answers differ (with min_margin 0, a prompt with one answer or equal scores must not pair an answer with itself)."""
     ranked = scores.with_columns(source=pl.col("teacher") + "#" + pl.col("sample").cast(pl.String))
     order = ["prompt_id", "score", "source"]
     best = ranked.sort(order, descending=[False, True, False]).group_by("prompt_id", maintain_order=True).first()
@@ -40,7 +41,8 @@ def best_vs_worst(scores: pl.DataFrame, min_margin: float, kind: str) -> pl.Data
         rejected_score=pl.col("score_worst"),
         margin=pl.col("score") - pl.col("score_worst"),
     )
-    return conversational(pairs.filter(pl.col("margin") >= min_margin).sort("language", "prompt_id"))
+    kept = pairs.filter((pl.col("margin") >= min_margin) & (pl.col("chosen_text") != pl.col("rejected_text")))
+    return conversational(kept.sort("language", "prompt_id"))
 
 
 def translation_contrast(native: pl.DataFrame, translated: pl.DataFrame) -> pl.DataFrame:
