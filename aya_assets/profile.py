@@ -135,7 +135,33 @@ class HubDatasetSource(_Strict):
     _check_local = field_validator("local_dir")(lambda v: v if v is None else _existing(v))
 
 
-Source = Annotated[Union[SeedSource, TableSource, ArenaHardSource, HubDatasetSource], Field(discriminator="kind")]
+class NumberWordsSource(_Strict):
+    """Generated: "write N in words" in each language from bundled templates, references from ICU's spell-out rules."""
+
+    kind: Literal["number_words"]
+    name: str = "number_words"
+    templates: str = "data/seed/tasks/number_words.json"  # {language: "... {n} ..."}, the number as digits
+    numbers: tuple[int, int] = (0, 999)  # the inclusive range items are drawn from
+    count: int = Field(200, ge=1)  # numbers drawn (seeded); every language gets the same ones
+    eval_fraction: float = Field(0.3, ge=0.0, le=1.0)  # held out by a seeded hash of the number, never of the language
+    seed: int = 0
+    languages: list[str] | None = None  # default: all 23
+    _check_templates = field_validator("templates")(_existing)
+    _check_languages = field_validator("languages")(lambda v: v if v is None else [check_language(c) for c in v])
+
+    @model_validator(mode="after")
+    def _range(self):
+        low, high = self.numbers
+        if not 0 <= low <= high:
+            raise ValueError(f"numbers: expected [low, high] with 0 <= low <= high, got [{low}, {high}]")
+        if self.count > high - low + 1:
+            raise ValueError(f"count: {self.count} numbers cannot be drawn from numbers [{low}, {high}] "
+                             f"({high - low + 1} in all); lower count or widen numbers")
+        return self
+
+
+Source = Annotated[Union[SeedSource, TableSource, ArenaHardSource, HubDatasetSource, NumberWordsSource],
+                   Field(discriminator="kind")]
 
 
 class PromptsConfig(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import random
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from aya_assets.languages import LANGUAGE_CODES, LANGUAGES
 from aya_assets.profile import (
     ArenaHardSource,
     HubDatasetSource,
+    NumberWordsSource,
     PromptsConfig,
     SeedSource,
     Source,
@@ -303,11 +305,82 @@ def _from_hub(src: HubDatasetSource, languages: list[str], cfg: PromptsConfig) -
     return out
 
 
+SOFT_HYPHEN = "\u00ad"  # ICU marks break points inside long German, Dutch, Italian and Greek words with it
+
+
+def number_split(n: int, seed: int, eval_fraction: float) -> str:
+    """train / eval for the number `n`, from a seeded hash of it alone: the same items are held out in every language."""
+    digest = hashlib.sha256(f"number_words:{seed}:{n}".encode()).hexdigest()
+    return default_split(digest, eval_fraction)
+
+
+def draw_numbers(src: NumberWordsSource) -> list[int]:
+    """`count` distinct numbers from the inclusive range, seeded, ascending; the same for every language."""
+    low, high = src.numbers
+    return sorted(random.Random(src.seed).sample(range(low, high + 1), src.count))
+
+
+def number_templates(src: NumberWordsSource, languages: list[str]) -> dict[str, str]:
+    """The bundled {language: template} for `languages`; a missing language or a template without {n} names the file."""
+    path = paths.resolve(src.templates)
+    try:
+        templates = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PromptSourceError(f"{path}: not a JSON object of templates: {exc}") from None
+    if not isinstance(templates, dict):
+        raise PromptSourceError(f"{path}: expected a JSON object {{language: template}}, got {_what(templates)}")
+    out = {}
+    for language in languages:
+        where = f"{path}[{language!r}]"
+        if language not in templates:
+            raise PromptSourceError(f"{path}: no template for language {language!r}; add one or set the source's `languages`")
+        template = _text(templates[language], where, language, label="the template")
+        if template.count("{n}") != 1:
+            raise PromptSourceError(f"{where}: the template must hold {{n}} (the number, as digits) exactly once: {template!r}")
+        out[language] = template
+    return out
+
+
+def number_speller(language: str):
+    """ICU's rule-based spell-out for `language`; an error where ICU would fall back to another locale's rules."""
+    import icu  # pyicu-wheels; only this source needs it
+
+    speller = icu.RuleBasedNumberFormat(icu.URBNFRuleSetTag.SPELLOUT, icu.Locale(language))
+    actual = speller.getLocale(icu.ULocDataLocaleType.ACTUAL_LOCALE).getLanguage()
+    if actual != language:
+        raise PromptSourceError(f"ICU {icu.ICU_VERSION} has no spell-out rules for {language!r} (it falls back to {actual!r})")
+    return lambda n: speller.format(n).replace(SOFT_HYPHEN, "")
+
+
+def _from_number_words(src: NumberWordsSource, languages: list[str], cfg: PromptsConfig) -> list[dict]:
+    wanted = [code for code in (src.languages or LANGUAGE_CODES) if code in languages]
+    templates, numbers = number_templates(src, wanted), draw_numbers(src)
+    out = []
+    for language in wanted:
+        spell = number_speller(language)
+        for n in numbers:
+            out.append(
+                _record(
+                    where=f"source {src.name!r} ({language}, {n})",
+                    source=src.name,
+                    language=language,
+                    text=templates[language].replace("{n}", str(n)),
+                    split=number_split(n, src.seed, src.eval_fraction),
+                    reference=spell(n),
+                    category="number_words",
+                    source_id=str(n),  # the item: the same number in every language
+                    cfg=cfg,
+                )
+            )
+    return out
+
+
 READERS = {
     SeedSource: _from_seed,
     TableSource: _from_table,
     ArenaHardSource: _from_arena_hard,
     HubDatasetSource: _from_hub,
+    NumberWordsSource: _from_number_words,
 }
 
 SKIPPED_SCHEMA = {"language": pl.String, "source": pl.String, "where": pl.String, "chars": pl.Int64}
