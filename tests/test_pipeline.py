@@ -225,6 +225,26 @@ def test_win_rates_report_and_charts(graph):
     assert set(generations["prompt_id"]) == eval_ids
 
 
+def test_stage_quality_per_stage_and_language(graph):
+    data, defs, instance, results = graph
+    stages = defs.resolve_asset_graph().get(dg.AssetKey("eval_generations")).partitions_def.get_partition_keys()
+    quality = read(data, "stage_quality")
+    assert quality.height == len(stages) * (len(LANGUAGE_CODES) + 1)
+    assert set(quality.select("stage", "language").rows()) == {(s, lang) for s in stages for lang in ["all", *LANGUAGE_CODES]}
+    assert quality["stage"].unique(maintain_order=True).to_list() == stages
+    assert ((quality["exact_match"] >= 0) & (quality["exact_match"] <= 1)).all()
+    assert ((quality["ci_low"] <= quality["exact_match"]) & (quality["exact_match"] <= quality["ci_high"])).all()
+    assert ((quality["chrf"] >= 0) & (quality["chrf"] <= 100)).all()
+    referenced = read(data, "prompts").filter((pl.col("split") == "eval") & pl.col("reference").is_not_null()).height
+    overall = quality.filter(pl.col("language") == "all")
+    assert set(overall["n"]) == {referenced}
+    assert quality.filter(pl.col("language") != "all").group_by("stage").agg(pl.col("n").sum())["n"].to_list() == [referenced] * len(stages)
+    [meta] = [m.metadata for m in materializations(results, "stage_quality")]
+    assert all(s in meta["overall"].value for s in stages)
+    db = refresh_catalog(data / "aya.duckdb", data / "warehouse", instance, defs)
+    assert run_query(db, data / "warehouse", "SELECT count(*) FROM stage_quality WHERE language = 'all'").item() == len(stages)
+
+
 # --- the UI on the finished run: dagster-webserver driven by headless Chromium ------------------------------------------
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)

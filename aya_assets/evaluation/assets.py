@@ -13,6 +13,7 @@ from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
 from aya_assets.checkpoints.io import BY_PARTITION, Checkpoint
 from aya_assets.evaluation import report
 from aya_assets.evaluation.judge import Judge
+from aya_assets.evaluation.quality import stage_quality as quality_table
 from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, resolve_baselines, summarize,
                                             unparsed_example, unparsed_shares)
 from aya_assets.generation import GenerationBackend, sampling_settings
@@ -150,4 +151,17 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
                       "sft_merged_vs_student_base": report.rate_text(rate[sft]), "tolerance": ev.regression_tolerance},
         )
 
-    return [eval_generations, win_rates]
+    @dg.asset(
+        ins={"eval_generations": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+        group_name=GROUP,
+        kinds={"polars", "parquet", "sacrebleu"},
+        code_version=CODE_VERSION,
+    )
+    def stage_quality(eval_generations: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+        """Each stage against the references, per language and overall: exact match (bootstrap 95% CI) and chrF."""
+        result = quality_table(eval_generations, stages, profile.evaluation.bootstrap_resamples, profile.seed)
+        overall = result.filter(pl.col("language") == "all").drop("language").with_columns(
+            pl.col("exact_match", "ci_low", "ci_high").round(3), pl.col("chrf").round(1))
+        return dg.Output(result, metadata={"overall": dg.MetadataValue.md(markdown_table(overall, rows=overall.height))})
+
+    return [eval_generations, win_rates, stage_quality]
