@@ -31,4 +31,4 @@ def test_plan_counts_every_run_of_the_tiny_graph_once():
     labels = [s.label for s in steps]
     assert labels[0] == "prompts" and steps[0].note == " (23 partitions, one run)"
     assert len(labels) == len(set(labels))  # each step's label is its key for the next run's time estimate
-    assert labels[-1] == "win_rates"
+    assert labels[-1] == "stage_quality, win_rates"  # both unpartitioned over eval_generations: one run
