@@ -27,11 +27,12 @@ def tiny_model(out: Path) -> Path:
     """A randomly initialised Llama of the tiny profile's shape, saved with its tokenizer in `out`."""
     from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM, set_seed
 
-    from aya_assets.models.tiny import TinyArchitecture, _llama_config
+    from aya_assets.training.scratch import llama_config
+    from aya_assets.training.settings import TinyArchitecture
 
     tok = AutoTokenizer.from_pretrained(tokenizer(out))
     set_seed(0)
-    model = LlamaForCausalLM(_llama_config(TinyArchitecture(), tok))
+    model = LlamaForCausalLM(llama_config(TinyArchitecture(), tok))
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)
     model.save_pretrained(out)
