@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 
 from aya_assets.artifacts import plots
-from aya_assets.checkpoints.files import atomic_dir, content_hash, write_model_card
+from aya_assets.checkpoints.files import atomic_dir, check_checkpoint, content_hash, write_model_card
 from aya_assets.checkpoints.io import Checkpoint
 from aya_assets.checkpoints.lineage import upstream_runs
 
@@ -90,8 +90,9 @@ class Card:
 
 
 def materialize_checkpoint(context: dg.AssetExecutionContext, out: Checkpoint, inputs: list, build: Callable[[Path], dict],
-                           card: Card) -> dg.Output:
-    """Reuse `out` if it was built from the same `inputs` and code version, else `build(tmp)` it with its card."""
+                           card: Card, extra: Callable[[dict], dict] = lambda info: {}) -> dg.Output:
+    """Reuse `out` if it was built from the same `inputs` and code version, else `build(tmp)` it with its card; the
+    Output's metadata: path, hash, the build's scalars and curves, plus `extra(info)`."""
     key = context.asset_key
     deps = sorted(context.assets_def.asset_deps[key], key=lambda k: k.to_user_string())
     made_from = upstream_runs(context, list(dict.fromkeys([*deps, *card.lineage])))
@@ -108,13 +109,12 @@ def materialize_checkpoint(context: dg.AssetExecutionContext, out: Checkpoint, i
     reused, info = build_or_reuse(out.local, print_, build_with_card)
     context.log.info(f"{card.name}: {'reused' if reused else 'built'} at {out.path}")
     meta = report_metadata(out.local, reused, info, card.name)
+    meta |= extra(info)
     return dg.Output(out, metadata=meta, data_version=dg.DataVersion(meta["content_hash"]))
 
 
 def configured_checkpoint(out: Checkpoint) -> dg.Output:
     """A configured checkpoint (models.build: false): local dirs are checked and hashed, hub ids recorded with revision."""
-    from aya_assets.checkpoints.files import check_checkpoint
-
     meta = {"path": out.path, "revision": out.revision or "default branch"}
     if out.local.exists():
         check_checkpoint(out.local)

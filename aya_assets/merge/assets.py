@@ -50,10 +50,9 @@ def merged_asset(stage: Stage, recipe: Recipe, profile: Profile, description: st
         card = Card(stage.asset, f"{cfg.method} merge of {stage.starts_from} over clusters {', '.join(clusters)}",
                     {"method": cfg.method, "weights": weights}, settings_from_build=("recipe",))
         inputs = [cfg.method, weights, cfg.model_dump(), [models[c].identity() for c in clusters]]
-        output = materialize_checkpoint(context, out, inputs, build, card)
         table = pl.DataFrame({"cluster": clusters, "rows": [sizes[c] for c in clusters], "weight": [weights[c] for c in clusters]})
-        yield dg.Output(output.value, data_version=output.data_version, metadata={
-            **output.metadata, "weights": dg.MetadataValue.md(markdown_table(table, rows=len(clusters))),
+        yield materialize_checkpoint(context, out, inputs, build, card, lambda info: {
+            "weights": dg.MetadataValue.md(markdown_table(table, rows=len(clusters))),
             "recipe": dg.MetadataValue.path(str(out.local / "merge_recipe.yaml"))})
         try:
             sanity_check([out.local, models[clusters[0]].local])

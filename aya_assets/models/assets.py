@@ -8,7 +8,8 @@ import dagster as dg
 import polars as pl
 
 from aya_assets.checkpoints.build import Card, configured_checkpoint, materialize_checkpoint, train_info
-from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint
+from aya_assets.artifacts.store import ArtifactStore
+from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
 from aya_assets.profile import ModelRef, Profile
 from aya_assets.stages import Recipe
 
@@ -53,8 +54,6 @@ def build_model_assets(profile: Profile, recipe: Recipe) -> list:
 
         return [teacher_models, student_base, reward_model]
 
-    from aya_assets.artifacts.store import ArtifactStore
-    from aya_assets.checkpoints.io import located
     from aya_assets.models.data import mixture, reward_pairs, to_conversational
     from aya_assets.models.tokenizer import train_tokenizer
     from aya_assets.training.scratch import train_causal_lm, train_reward_model

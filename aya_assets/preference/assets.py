@@ -114,12 +114,10 @@ def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, 
         else:
             card = Card(title, description, {"dpo": settings, "reference": init.path}, kept, lineage=lineage)
         out = located(store, stage.asset, context.partition_key)
-        output = materialize_checkpoint(context, out, [init.identity(), trl_rows(table), settings],
-                                        skip if table.is_empty() else build, card)
-        kinds = table.group_by("kind").len().sort("kind")
-        return dg.Output(output.value, data_version=output.data_version, metadata={
-            **output.metadata, "skipped": output.metadata.get("skipped", "no"),
-            "pairs_by_kind": dg.MetadataValue.md(markdown_table(kinds))})
+        kinds = markdown_table(table.group_by("kind").len().sort("kind"))
+        return materialize_checkpoint(context, out, [init.identity(), trl_rows(table), settings],
+                                      skip if table.is_empty() else build, card,
+                                      lambda info: {"skipped": info.get("skipped", "no"), "pairs_by_kind": dg.MetadataValue.md(kinds)})
 
     return _dpo
 
