@@ -1,5 +1,7 @@
 """The Dagster code location: every stage's assets, built from one validated profile and wired to its resources."""
 
+from collections import Counter
+
 import dagster as dg
 
 from aya_assets.arbitrage.arbiter import Arbiter
@@ -96,9 +98,7 @@ def stage_jobs(assets: list[dg.AssetsDefinition], recipe: Recipe) -> list:
             ups = [u for u in a.asset_deps[key] if u in nodes and nodes[u].group_names_by_key[u] == group and kind(u) != "none"]
             k = kind(ups[0]) if ups else k
         buckets.setdefault((group, k), []).append(key)
-    per_group = {}
-    for group, _ in buckets:
-        per_group[group] = per_group.get(group, 0) + 1
+    per_group = Counter(group for group, _ in buckets)
     # "_job": a job may not share a name with an asset's op (the `prompts` group holds the `prompts` asset).
     return [dg.define_asset_job((group if k == "none" or per_group[group] == 1 else f"{group}_{k}") + "_job",
                                 selection=dg.AssetSelection.assets(*keys),

@@ -3,8 +3,8 @@
 `ArtifactStore.checkpoint(asset, partition)` is the one place that knows where a checkpoint lives: a configured path or
 hub id (`models.build: false`), else data/models/<asset>/<partition>. The IO manager hands that to every consumer:
 one `Checkpoint` per input, or `dict[partition, Checkpoint]` where the input is annotated as a dict or carries
-`BY_PARTITION` (a merge reading every cluster, evaluation reading the one partition its stage names, or none). Nothing is loaded: weights stay on disk until
-the consumer opens them.
+`BY_PARTITION` (a merge reading every cluster, evaluation reading the one partition its stage names, or none).
+Nothing is loaded: weights stay on disk until the consumer opens them.
 """
 
 
@@ -19,7 +19,8 @@ from aya_assets.checkpoints.files import model_identity
 
 CHECKPOINT_IO = "checkpoint_io"
 # AssetIn metadata asking for dict[partition, Checkpoint] where the annotation cannot say so (a **kwargs input).
-BY_PARTITION = {"aya/checkpoints_by_partition": True}
+BY_PARTITION_KEY = "aya/checkpoints_by_partition"
+BY_PARTITION = {BY_PARTITION_KEY: True}
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class CheckpointIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> "Checkpoint | dict[str, Checkpoint]":
         asset = context.asset_key.to_user_string()
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        by_partition = (context.definition_metadata or {}).get(next(iter(BY_PARTITION)))
+        by_partition = (context.definition_metadata or {}).get(BY_PARTITION_KEY)
         if by_partition or typing.get_origin(context.dagster_type.typing_type) is dict:
             return {key: located(self.store, asset, key) for key in keys}
         if len(keys) != 1:
