@@ -302,8 +302,9 @@ class OnlineConfig(_Strict):
 
 
 class TranslationConfig(_Strict):
-    # tiny: no translation model exists offline, so the weak English answer is used as it is (see README).
-    translator: Literal["none", "nllb"] = "none"
+    # none: the weak English answer as it is; glossary (tiny): word by word through a bundled/generated glossary, so
+    # the rejected side is a real (if literal) translation; nllb (gpu): an NLLB checkpoint.
+    translator: Literal["none", "glossary", "nllb"] = "none"
     model: str = "facebook/nllb-200-distilled-600M"
     batch_size: int = Field(16, ge=1)
     device: str = "auto"
@@ -314,7 +315,7 @@ class TranslationConfig(_Strict):
 class EvaluationConfig(_Strict):
     # Each stage is compared with each baseline: a stage key, or best_single_teacher (the single-teacher SFT
     # baseline with the highest win rate against the student base).
-    baselines: list[str] = ["student_base", "best_single_teacher"]
+    baselines: list[str] = ["student_base", "best_single_teacher", "sft_merged"]
     judge: Literal["reference", "llm"] = "reference"  # reference: lingua + chrF (tiny); llm: Arena-Hard prompt
     judge_model: str | None = None  # llm judge: checkpoint dir, hub id or served name (never the arbiter)
     # Arena-Hard's judge reasons before its label; too few tokens cut the label off (counted as unparsed).
@@ -349,11 +350,22 @@ class Profile(_Strict):
     online: OnlineConfig = OnlineConfig()
     translation: TranslationConfig = TranslationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    # Concurrency slots per Dagster pool (the instance's pool limits, set when aya starts). Trained and generating
+    # steps carry pool="gpu": one at a time per GPU on the gpu profile; on the CPU profile one per core.
+    pools: dict[str, int] = {"gpu": 1}
 
     @field_validator("clusters")
     @classmethod
     def _clusters(cls, value):
         return validate_clusters(value)
+
+    @field_validator("pools")
+    @classmethod
+    def _pools(cls, value):
+        bad = {k: v for k, v in value.items() if v < 1}
+        if bad:
+            raise ValueError(f"pools: every pool needs at least 1 slot, got {bad}")
+        return value
 
     @model_validator(mode="after")
     def _references(self):
