@@ -16,7 +16,7 @@ from aya_assets.models.assets import build_model_assets
 from aya_assets.models.preflight import build_preflight_checks
 from aya_assets.paths import data_dir
 from aya_assets.preference.assets import build_offline_assets, build_online_assets
-from aya_assets.preference.translate import NLLBTranslator, NoTranslator
+from aya_assets.preference.translate import GlossaryTranslator, NLLBTranslator, NoTranslator
 from aya_assets.profile import GenerationConfig, Profile, load_profile
 from aya_assets.prompts.assets import build_prompt_assets
 from aya_assets.sft.assets import build_sft_assets
@@ -51,8 +51,8 @@ def resources(profile: Profile) -> dict:
         CHECKPOINT_IO: CheckpointIOManager(store=store),
         "generator": generator,
         "arbiter": Arbiter(**profile.arbiter.model_dump()),
-        "translator": NoTranslator() if tr.translator == "none"
-        else NLLBTranslator(model=tr.model, batch_size=tr.batch_size, device=tr.device),
+        "translator": NLLBTranslator(model=tr.model, batch_size=tr.batch_size, device=tr.device) if tr.translator == "nllb"
+        else GlossaryTranslator() if tr.translator == "glossary" else NoTranslator(),
         "judge": LLMJudge(model=ev.judge_model, backend=generator, max_new_tokens=ev.judge_max_new_tokens) if ev.judge == "llm"
         else ReferenceJudge(fidelity_weight=ev.fidelity_weight, tie_margin=ev.tie_margin),
     }

@@ -20,7 +20,7 @@ from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.merge.assets import merged_asset
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping, per_language
 from aya_assets.preference.pairs import best_vs_worst, cluster_pairs, failing_clusters, translation_contrast, trl_rows
-from aya_assets.preference.translate import Translator
+from aya_assets.preference.translate import Translator, translate_answers, translation_report
 from aya_assets.profile import Profile
 from aya_assets.stages import Recipe, Stage
 
@@ -34,8 +34,10 @@ def pairs_check(asset: str) -> dg.AssetCheckSpec:
                              description="every cluster has pairs and, on average, chosen outscores rejected")
 
 
-def pairs_outputs(context: dg.AssetExecutionContext, pairs: pl.DataFrame, asset: str, clusters: dict[str, list[str]]):
-    """The pairs table plus its margin check, per cluster (WARN: a cluster without pairs is skipped, not a crash).
+def pairs_outputs(context: dg.AssetExecutionContext, pairs: pl.DataFrame, asset: str, clusters: dict[str, list[str]],
+                  metadata: dict | None = None):
+    """The pairs table (with `metadata` added to its own) plus its margin check, per cluster (WARN: a cluster without
+    pairs is skipped, not a crash).
 
     Per cluster because each cluster's DPO trains on its own languages only: pairs in 20 languages must not hide a
     cluster with none. Only clusters whose languages were all materialized in this run are judged.
@@ -46,7 +48,8 @@ def pairs_outputs(context: dg.AssetExecutionContext, pairs: pl.DataFrame, asset:
     scored = pairs["margin"].drop_nulls()
     mean_margin = float(scored.mean()) if scored.len() else 0.0
     yield dg.Output(pairs, metadata={"pairs": pairs.height, "mean_margin": mean_margin,
-                                     "pairs_per_cluster": dg.MetadataValue.md(markdown_table(per_cluster, rows=len(clusters)))})
+                                     "pairs_per_cluster": dg.MetadataValue.md(markdown_table(per_cluster, rows=len(clusters))),
+                                     **(metadata or {})})
     failing = failing_clusters(per_cluster)
     yield dg.AssetCheckResult(
         check_name=PAIRS_MARGIN, asset_key=asset, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
@@ -55,6 +58,24 @@ def pairs_outputs(context: dg.AssetExecutionContext, pairs: pl.DataFrame, asset:
                   "judged_clusters": ", ".join(judged) or "none (no cluster's languages all in this run)",
                   **{f"pairs_{row['cluster']}": row["pairs"] for row in per_cluster.iter_rows(named=True)}},
     )
+
+
+def translation_metadata(rows: pl.DataFrame, translator: Translator) -> dict:
+    """What the translator did to the rejected side (rows: language, english, translation, native), per language and
+    overall, with a sample (english -> translated -> native) from up to 3 languages."""
+    report = translation_report(rows, translator)
+
+    def overall(column: str, weight: str) -> float | None:
+        known = report.filter(pl.col(column).is_not_null() & (pl.col(weight) > 0))
+        return float((known[column] * known[weight]).sum() / known[weight].sum()) if known.height else None
+
+    samples = (rows.with_columns(rank=pl.int_range(pl.len()).over("language")).sort("rank", "language").head(3)
+               .select("language", pl.col("english", "translation", "native").str.slice(0, 80)))
+    return {"translator": translator.name, "words_translated": overall("words_translated", "words"),
+            "target_language_before": overall("target_before", "rows"),
+            "target_language_after": overall("target_after", "rows"),
+            "translation_by_language": dg.MetadataValue.md(markdown_table(report, rows=report.height)),
+            "translation_samples": dg.MetadataValue.md(markdown_table(samples, rows=3))}
 
 
 def keep_input_model(init: Path, out: Path) -> None:
@@ -149,17 +170,12 @@ def build_offline_assets(profile: Profile, recipe: Recipe) -> list:
                                        sampling_settings(profile.generation, profile.seed).model_copy(update={"n": 1}),
                                        store.shards / "translation_source", profile.generation.shard_size,
                                        log=context.log.info, profile=profile.name)
-            translated = pl.concat(
-                [
-                    group.select("prompt_id").with_columns(
-                        translation=pl.Series(translator.translate(group["completion"].to_list(), language), dtype=pl.String),
-                        source_model=pl.lit(f"{source} via {translator.name}"),
-                    )
-                    for (language,), group in answers.group_by("language", maintain_order=True)
-                ]
-            ) if answers.height else pl.DataFrame(schema={"prompt_id": pl.String, "translation": pl.String, "source_model": pl.String})
-            yield from pairs_outputs(context, translation_contrast(arbitrage_sft, translated), "translation_pairs",
-                                     profile.clusters)
+            translated = translate_answers(answers, translator, f"{source} via {translator.name}")
+            rows = translated.join(arbitrage_sft.select("prompt_id", native="completion"), on="prompt_id")
+            # A literal translation can equal the native answer (三百四十七 in ja and zh): such a pair teaches nothing.
+            pairs = translation_contrast(arbitrage_sft, translated).filter(pl.col("chosen") != pl.col("rejected"))
+            yield from pairs_outputs(context, pairs, "translation_pairs", profile.clusters,
+                                     translation_metadata(rows, translator))
 
         assets.append(translation_pairs)
         pair_assets.append("translation_pairs")
