@@ -1,5 +1,6 @@
-"""The judges and win rates: an LLM judge (a tiny causal LM) through the transformers backend, verdicts that do not
-parse, the verdict cache, and win_rates materialized in Dagster with the LLM judge of a profile."""
+"""The judges and win rates: the reference judge's exact-answer rule and references cut to the budget, an LLM judge
+(a tiny causal LM) through the transformers backend, verdicts that do not parse, the verdict cache, and win_rates
+materialized in Dagster with the LLM judge of a profile and with the reference judge choosing the best single teacher."""
 
 import math
 
@@ -11,10 +12,10 @@ from transformers import AutoTokenizer
 
 from aya_assets.definitions import build_definitions
 from aya_assets.evaluation import report
-from aya_assets.evaluation.judge import LLMJudge, parse_verdict
+from aya_assets.evaluation.judge import LLMJudge, ReferenceJudge, parse_verdict, references_at_budget
 from aya_assets.stages import Recipe
-from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, judge_both_orders, resolve_baselines, summarize,
-                                            unparsed_shares)
+from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, choose_best_single, in_selection,
+                                            judge_both_orders, summarize, unparsed_shares)
 from aya_assets.generation import TransformersBackend
 from aya_assets.profile import load_profile
 from aya_assets.artifacts.tables import atomic_write_parquet, table_path
@@ -53,6 +54,42 @@ def pairs(n: int = 3, languages=("en", "fr")) -> pl.DataFrame:
 ])
 def test_parse_verdict(text, score):
     assert parse_verdict(text) == score
+
+
+# --- the reference judge ---------------------------------------------------------------------------------------------
+
+# (A exact, B longer and not exact, reference, language): lingua + chrF rate B higher in the last two, yet A wins.
+EXACT_CASES = [
+    ("zwei", "zwei und zwanzig Häuser stehen in der Straße", "zwei", "de"),
+    ("two thousand and five", "two thousand and five hundred people live here", "two thousand and five", "en"),
+    ("dos mil cinco", "dos mil cinco personas viven aquí en la ciudad", "dos mil cinco", "es"),
+]
+
+
+def test_reference_judge_lets_an_exact_answer_beat_any_other():
+    judge = ReferenceJudge()
+    a, b, refs, langs = (list(col) for col in zip(*EXACT_CASES))
+    quality_a, quality_b = judge.quality(a, refs, langs), judge.quality(b, refs, langs)
+    assert quality_b[1] > quality_a[1] and quality_b[2] > quality_a[2]  # the rule, not the quality, decides these
+    assert [j.score for j in judge.compare(["q"] * 3, a, b, refs, langs)] == [1.0, 1.0, 1.0]
+    assert [j.score for j in judge.compare(["q"] * 3, b, a, refs, langs)] == [0.0, 0.0, 0.0]  # symmetric
+    # Exact after normalisation (whitespace, NFC) counts; two exact answers tie; no reference, no exact answer.
+    [spaced, both, none] = judge.compare(["q"] * 3, [" zwei\n", "zwei", "zwei"], ["drei", " zwei", "drei"],
+                                         ["zwei", "zwei", None], ["de"] * 3)
+    assert (spaced.score, both.score) == (1.0, 0.5) and "A exact" in spaced.text and "B exact" in both.text
+    assert "exact" not in none.text
+
+
+def test_references_are_cut_to_the_generation_budget(tiny_tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer)
+    long = "the quick brown fox jumps over the lazy dog " * 10
+    cut, short, missing = references_at_budget([long, "a dog", None], tokenizer, 8)
+    assert long.startswith(cut) and len(tokenizer(cut, add_special_tokens=False).input_ids) <= 8 < len(long.split())
+    assert (short, missing) == ("a dog", None)
+
+
+def test_cached_verdicts_are_keyed_on_the_exact_answer_rule():
+    assert "exact answer first" in ReferenceJudge().identity()
 
 
 def test_llm_judge_on_the_transformers_backend_judges_pairs_in_both_orders(judges):
@@ -133,9 +170,15 @@ def test_verdicts_are_cached_per_shard_and_rejudged_only_where_an_answer_changed
 
 
 def test_best_single_teacher_is_never_chosen_from_stages_without_verdicts():
-    assert resolve_baselines(["student_base", "best_single_teacher"], {"single_a": 0.4, "single_b": None, "sft_merged": 0.9}) == ["student_base", "single_a"]
-    with pytest.raises(ValueError, match=r"best_single_teacher cannot be chosen: the judge gave no verdict .* single_a, single_b"):
-        resolve_baselines(["best_single_teacher"], {"single_a": None, "single_b": None})
+    def verdicts(*values):
+        return pl.DataFrame({"prompt_id": [f"p{i}" for i in range(len(values))], "verdict": list(values)},
+                            schema_overrides={"verdict": pl.Float64})
+
+    best = choose_best_single({"single_a": verdicts(0.0, 1.0, 0.5), "single_b": verdicts(None, None, None)}, resamples=50)
+    assert best.stage == "single_a" and best.rates == {"single_a": 0.5, "single_b": None} and best.margin is None
+    with pytest.raises(ValueError, match=r"best_single_teacher cannot be chosen: the judge gave no verdict .* single_a, "
+                                         r"single_b against student_base on the selection slice \(3 prompts"):
+        choose_best_single({"single_a": verdicts(None, None, None), "single_b": verdicts(None, None, None)})
 
 
 def test_report_tables_say_when_a_stage_has_no_verdict():
@@ -151,34 +194,40 @@ def test_report_tables_say_when_a_stage_has_no_verdict():
                                                           "judgements": 2, "unparsed": 2, "share": 1.0}
 
 
-# --- win_rates in Dagster, with the LLM judge a profile configures ---------------------------------------------------
+# --- win_rates in Dagster, with the LLM judge a profile configures, and with the reference judge ----------------------
 
 
-def eval_generations(profile) -> dict[str, pl.DataFrame]:
-    """Two eval prompts in two languages answered by every stage (what eval_generations would have written)."""
+def eval_generations(profile, prompts: int = 2, answer=lambda stage, i: f"{stage} answer {i}") -> dict[str, pl.DataFrame]:
+    """`prompts` eval prompts in two languages answered by every stage (what eval_generations would have written);
+    prompt i's reference is "answer {i}"."""
     frames = {}
     for stage in Recipe(profile).evaluated_keys():
         rows = [{"prompt_id": f"{lang}{i}", "language": lang, "prompt": f"question {i}", "stage": stage,
-                 "completion": f"{stage} answer {i}", "tokens": 3, "finish_reason": "stop", "seconds": 0.1,
-                 "reference": "answer"} for lang in ("en", "fr") for i in range(2)]
+                 "completion": answer(stage, i), "tokens": 3, "finish_reason": "stop", "seconds": 0.1,
+                 "reference": f"answer {i}", "reference_at_budget": f"answer {i}"}
+                for lang in ("en", "fr") for i in range(prompts)]
         frames[stage] = pl.DataFrame(rows, schema_overrides={"tokens": pl.Int32})
     return frames
 
 
-def win_rates_run(aya_home, write_profile, judge_model: str):
-    """Materialize win_rates alone from stored eval generations, with `judge: llm` on the transformers backend."""
-    path = write_profile(evaluation={"judge": "llm", "judge_model": judge_model, "judge_max_new_tokens": 3,
-                                     "bootstrap_resamples": 100},
-                         generation={"device": "cpu"}, online={"rounds": 1}, training={"baselines": False})
+def materialize_win_rates(aya_home, path: str, generations: dict[str, pl.DataFrame]):
+    """Materialize win_rates alone (and its checks) from the given eval generations."""
     defs = build_definitions(path)
-    profile = load_profile(path)
-    for stage, frame in eval_generations(profile).items():
+    for stage, frame in generations.items():
         atomic_write_parquet(frame, table_path(aya_home / "data" / "warehouse", dg.AssetKey("eval_generations"), stage))
-    judge = defs.resources["judge"]
-    assert isinstance(judge, LLMJudge) and isinstance(judge.backend, TransformersBackend) and judge.max_new_tokens == 3
     with dg.instance_for_test() as instance:
         return dg.materialize([*defs.assets, *defs.asset_checks], selection=[dg.AssetKey("win_rates")], instance=instance,
                               resources=defs.resources, raise_on_error=False)
+
+
+def win_rates_run(aya_home, write_profile, judge_model: str):
+    """win_rates with `judge: llm` on the transformers backend."""
+    path = write_profile(evaluation={"judge": "llm", "judge_model": judge_model, "judge_max_new_tokens": 3,
+                                     "bootstrap_resamples": 100},
+                         generation={"device": "cpu"}, online={"rounds": 1}, training={"baselines": False})
+    judge = build_definitions(path).resources["judge"]
+    assert isinstance(judge, LLMJudge) and isinstance(judge.backend, TransformersBackend) and judge.max_new_tokens == 3
+    return materialize_win_rates(aya_home, path, eval_generations(load_profile(path)))
 
 
 def test_win_rates_with_an_llm_judge_from_the_profile(aya_home, write_profile, judges):
@@ -205,3 +254,41 @@ def test_win_rates_fail_their_blocking_check_when_the_judge_gives_no_verdicts(ay
     assert check.metadata["example"].value.startswith("maybe")
     latest = (aya_home / "data" / "reports" / "latest.md").read_text()
     assert report.NO_VERDICT in latest and "nan" not in latest.lower()
+
+
+def test_win_rates_choose_the_best_single_teacher_on_a_slice_they_do_not_report_on(aya_home, write_profile):
+    # One single teacher answers every prompt exactly; the others, and every other stage, answer off the reference.
+    # sft_merged is a baseline and an evaluated stage; the final merge (online_1_merged) trails it on every prompt.
+    path = write_profile(evaluation={"bootstrap_resamples": 100}, generation={"device": "cpu"}, online={"rounds": 1},
+                         training={"baselines": True})
+    profile = load_profile(path)
+    best = "single_teacher_slavic_greek"
+    texts = {best: "answer {i}", "sft_merged": "answer number {i}", "online_1_merged": "the answer is {i} or so"}
+    generations = eval_generations(profile, prompts=15, answer=lambda stage, i: texts.get(stage, "something else").format(i=i))
+    result = materialize_win_rates(aya_home, path, generations)
+    assert result.success
+    ids = [f"{lang}{i}" for lang in ("en", "fr") for i in range(15)]
+    selection = [p for p in ids if in_selection(p, profile.seed, 1 / 3)]
+    held_out = len(ids) - len(selection)
+    assert 0 < len(selection) < len(ids)
+
+    rates = pl.read_parquet(table_path(aya_home / "data" / "warehouse", dg.AssetKey("win_rates"), None))
+    overall = rates.filter(pl.col("language") == "all")
+    assert set(overall["baseline"]) == {"student_base", best, "sft_merged"}
+    assert (overall["prompts"] == held_out).all()  # every reported rate is on the prompts that did not choose
+    assert not overall.filter(pl.col("stage") == pl.col("baseline")).height  # no stage against itself
+    assert overall.filter((pl.col("stage") == best) & (pl.col("baseline") == "student_base"))["win_rate"].item() == 1.0
+
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("win_rates")[0].metadata.items()}
+    assert (meta["best_single_teacher"], meta["best_single_selection_prompts"]) == (best, len(selection))
+    assert meta["best_single_win_rate_on_selection"] == 1.0 and meta["best_single_pick_stability"] == 1.0
+    assert meta["best_single_margin"] > 0
+    assert (meta["selection_prompts"], meta["held_out_prompts"]) == (len(selection), held_out)
+    assert meta["length_decisive_pairs"] > 0 and 0 <= meta["longer_answer_win_share"] <= 1
+    latest = (aya_home / "data" / "reports" / "latest.md").read_text()
+    assert f"best_single_teacher is **{best}**" in latest and "Length and verdicts" in latest
+
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "final_not_below_arbitrage_sft")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["comparison"].value == "online_1_merged vs sft_merged"
+    assert check.metadata["prompts"].value == held_out and check.metadata["ci"].value == "[0.000, 0.000]"

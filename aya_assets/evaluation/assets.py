@@ -12,17 +12,20 @@ from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
 from aya_assets.checkpoints.io import BY_PARTITION, Checkpoint
 from aya_assets.evaluation import report
-from aya_assets.evaluation.judge import Judge
+from aya_assets.evaluation.judge import Judge, references_at_budget
 from aya_assets.evaluation.quality import stage_quality as quality_table
-from aya_assets.evaluation.winrates import (VerdictShards, cached_verdicts, pair_frame, resolve_baselines, summarize,
-                                            unparsed_example, unparsed_shares)
+from aya_assets.evaluation.winrates import (BEST_SINGLE, SELECTION_FRACTION, BestSingle, Findings, VerdictShards,
+                                            answer_lengths, cached_verdicts, choose_best_single, length_relation,
+                                            pair_frame, paired_regression, resolve_baselines, split_selection, summarize,
+                                            unparsed_example, unparsed_shares, zero_width_intervals)
 from aya_assets.generation import GenerationBackend, sampling_settings
 from aya_assets.profile import EvaluationConfig, Profile
 from aya_assets.stages import Recipe
 
 GROUP = "evaluation"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: references cut to the generation budget; best single chosen on its own slice
 NO_REGRESSION = "final_not_below_arbitrage_sft"
+ARBITRAGE_SFT = "sft_merged"  # what the final merge must not trail
 VERDICTS_PARSED = "judge_verdicts_parsed"
 SUMMARY_COLUMNS = ["stage", "baseline", "language", "prompts", "wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
                    "judgements", "unparsed"]
@@ -30,30 +33,63 @@ SUMMARY_COLUMNS = ["stage", "baseline", "language", "prompts", "wins", "ties", "
 
 class Comparison(NamedTuple):
     summary: pl.DataFrame  # winrates.summarize, with stage and baseline
-    verdicts: pl.DataFrame
+    verdicts: pl.DataFrame  # with answer_lengths' columns
     counts: dict[str, int]  # verdict shards judged / reused
 
 
+class Judged(NamedTuple):
+    baselines: list[str]  # resolved: best_single_teacher replaced by the chosen stage
+    comparisons: list[Comparison]  # every stage against every baseline, on the held-out prompts
+    selection: list[Comparison]  # single_* vs student_base on the selection slice (they choose best_single_teacher)
+    best_single: BestSingle | None
+    regression: Comparison | None  # final vs the arbitrage SFT (a reported comparison where sft_merged is a baseline)
+    selection_prompts: int
+    held_out_prompts: int
+    selection_fraction: float
+
+
 def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, shards: VerdictShards,
-            resamples: int, seed: int) -> Comparison:
-    verdicts, counts = cached_verdicts(judge, pair_frame(generations, stage, baseline), f"{stage}_vs_{baseline}", shards)
+            resamples: int, seed: int, cache_as: str = "") -> Comparison:
+    pairs = pair_frame(generations, stage, baseline)
+    verdicts, counts = cached_verdicts(judge, pairs, cache_as or f"{stage}_vs_{baseline}", shards)
+    verdicts = verdicts.join(answer_lengths(pairs), on="prompt_id", how="left")
     summary = summarize(verdicts, resamples, seed).with_columns(stage=pl.lit(stage), baseline=pl.lit(baseline))
     return Comparison(summary, verdicts, counts)
 
 
-def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], ev: EvaluationConfig, seed: int,
-                 shards: VerdictShards) -> tuple[list[str], list[Comparison], dict[str, float | None]]:
-    """Every stage against student_base (which decides best_single_teacher), then against each other baseline.
+def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], final: str, ev: EvaluationConfig,
+                 seed: int, shards: VerdictShards) -> Judged:
+    """Every stage against every baseline on the held-out prompts.
 
-    Returns the resolved baselines, the comparisons against them, and each stage's overall rate vs student_base.
+    When best_single_teacher is asked for, the single_* stages are first compared with student_base on the selection
+    slice, which chooses it; every reported rate is then on the rest, so the choice does not inflate its own rates.
+    The final stage is also compared with the arbitrage SFT there, for the regression check, if no baseline did it.
     """
-    run = partial(compare, judge, generations, shards=shards, resamples=ev.bootstrap_resamples, seed=seed)
-    vs_base = [run(s, "student_base") for s in stages if s != "student_base"]
-    overall = {c.summary["stage"][0]: c.summary.filter(pl.col("language") == "all")["win_rate"][0] for c in vs_base}
-    baselines = resolve_baselines(ev.baselines, overall)
-    done = list(vs_base) if "student_base" in baselines else []
-    done += [run(s, b) for b in baselines if b != "student_base" for s in stages if s != b]
-    return baselines, done, overall
+    run = partial(compare, judge, shards=shards, resamples=ev.bootstrap_resamples, seed=seed)
+    singles = [s for s in stages if s.startswith("single_")]
+    fraction = getattr(ev, "selection_fraction", SELECTION_FRACTION)  # a profile key to come; its default meanwhile
+    choosing = BEST_SINGLE in ev.baselines and bool(singles)
+    selection, held_out = split_selection(generations, seed, fraction) if choosing else (generations.clear(), generations)
+    chosen = [run(selection, s, "student_base", cache_as=f"{s}_vs_student_base_selection")
+              for s in singles] if choosing else []
+    best = choose_best_single({s: c.verdicts for s, c in zip(singles, chosen)}, ev.bootstrap_resamples, seed)
+    baselines = resolve_baselines(ev.baselines, best, stages)
+    done = [run(held_out, s, b) for b in baselines for s in stages if s != b]  # a baseline is never compared with itself
+    reported = {(c.summary["stage"][0], c.summary["baseline"][0]): c for c in done}
+    regression = None if final == ARBITRAGE_SFT else (reported.get((final, ARBITRAGE_SFT))
+                                                       or run(held_out, final, ARBITRAGE_SFT))
+    return Judged(baselines, done, chosen, best, regression, selection["prompt_id"].n_unique(),
+                  held_out["prompt_id"].n_unique(), fraction if choosing else 0.0)
+
+
+def findings(judged: Judged, result: pl.DataFrame, final: str, tolerance: float) -> Findings:
+    """What the report and the metadata say beside the rates (see winrates.Findings)."""
+    regression = (None if judged.regression is None
+                  else paired_regression(judged.regression.summary, final, ARBITRAGE_SFT, tolerance))
+    return Findings(judged.best_single, judged.selection_prompts, judged.held_out_prompts, judged.selection_fraction,
+                    length_relation([c.verdicts for c in judged.comparisons]),
+                    length_relation([c.verdicts.filter(pl.col("at_budget")) for c in judged.comparisons]),
+                    zero_width_intervals(result), regression)
 
 
 def verdicts_parsed(result: pl.DataFrame, comparisons: list[Comparison], limit: float) -> dg.AssetCheckResult:
@@ -92,7 +128,10 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
     )
     def eval_generations(context: dg.AssetExecutionContext, prompts: pl.DataFrame, store: ArtifactStore,
                          generator: GenerationBackend, **checkpoints: Checkpoint | dict[str, Checkpoint]) -> pl.DataFrame:
-        """Each stage's model answers the held-out eval prompts of all 23 languages."""
+        """Each stage's model answers the held-out eval prompts of all 23 languages; each reference is also kept cut
+        to the generation budget with the stage's tokenizer (reference_at_budget: what an answer can reach)."""
+        from transformers import AutoTokenizer
+
         stage = evaluated[context.partition_key]
         model = checkpoints[stage.asset] if stage.partition is None else checkpoints[stage.asset][stage.partition]
         evals = prompts.filter(pl.col("split") == "eval")
@@ -102,7 +141,12 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
                                  store.shards / "eval_generations", profile.generation.shard_size, log=context.log.info,
                                  profile=profile.name)
         out = table.rename({"teacher": "stage"}).drop("sample").join(evals.select("prompt_id", "reference"), on="prompt_id")
-        context.add_output_metadata({"model": model.path, "eval_prompts": evals.height})
+        tokenizer = AutoTokenizer.from_pretrained(model.path, revision=model.revision)
+        budget = references_at_budget(out["reference"].to_list(), tokenizer, profile.generation.max_new_tokens)
+        out = out.with_columns(reference_at_budget=pl.Series(budget, dtype=pl.String))
+        cut = int((out["reference_at_budget"] != out["reference"]).sum())
+        context.add_output_metadata({"model": model.path, "eval_prompts": evals.height,
+                                     "references_over_budget": cut, "max_new_tokens": profile.generation.max_new_tokens})
         return out
 
     @dg.asset(
@@ -111,44 +155,48 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
         kinds={"polars", "parquet", "matplotlib"},
         code_version=CODE_VERSION,
         check_specs=[dg.AssetCheckSpec(NO_REGRESSION, asset="win_rates",
-                                       description="the final merge does not fall below the arbitrage SFT merge"),
+                                       description="the final merge does not fall below the arbitrage SFT merge: judged "
+                                                   "directly, its win rate's 95% interval reaches 0.5 - "
+                                                   "evaluation.regression_tolerance"),
                      dg.AssetCheckSpec(VERDICTS_PARSED, asset="win_rates", blocking=True,
                                        description="no stage's share of judgements without a verdict passes "
                                                    "evaluation.max_unparsed_share")],
     )
     def win_rates(context: dg.AssetExecutionContext, eval_generations: pl.DataFrame, store: ArtifactStore, judge: Judge):
-        """Each stage against each baseline, per language and overall: W/T/L, win rate (ties half), bootstrap 95% CI."""
+        """Each stage against each baseline, per language and overall: W/T/L, win rate (ties half), bootstrap 95% CI,
+        on the eval prompts outside the slice that chose best_single_teacher."""
         ev = profile.evaluation
         shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
                                profile.generation.shard_size, context.log.info)
-        baselines, done, overall = judge_stages(judge, eval_generations, stages, ev, profile.seed, shards)
-        result = pl.concat([c.summary for c in done]).select(*SUMMARY_COLUMNS)
+        judged = judge_stages(judge, eval_generations, stages, final, ev, profile.seed, shards)
+        result = pl.concat([c.summary for c in judged.comparisons]).select(*SUMMARY_COLUMNS)
         overall_rows = result.filter(pl.col("language") == "all")
         unparsed = int(overall_rows["unparsed"].sum())
         if unparsed:
             context.log.warning(f"{judge.name} gave no verdict in {unparsed} of {int(overall_rows['judgements'].sum())} judgements")
-        charts = report.write(result, stages, baselines, final, store.reports, judge.name)
+        found = findings(judged, result, final, ev.regression_tolerance)
+        charts = report.write(result, stages, judged.baselines, final, store.reports, judge.name, found)
         step_table = report.step_table(result, stages)
+        # Every comparison judged, once each (the regression one is often also a reported one).
+        every = {id(c): c for c in [*judged.selection, *judged.comparisons, judged.regression] if c is not None}.values()
         yield dg.Output(result, metadata={
-            "baselines": ", ".join(baselines),
+            "baselines": ", ".join(judged.baselines),
             "judge": judge.name,
             "unparsed": unparsed,
-            "verdict_shards_judged": sum(c.counts["generated"] for c in done),
-            "verdict_shards_reused": sum(c.counts["reused"] for c in done),
+            "verdict_shards_judged": sum(c.counts["generated"] for c in every),
+            "verdict_shards_reused": sum(c.counts["reused"] for c in every),
             # The table under its own key: the chart of the same name used to overwrite it.
             "step_by_step_table": dg.MetadataValue.md(markdown_table(report.shown(step_table), rows=step_table.height)),
+            **report.findings_metadata(found),
             **{k: v for name, png in charts.items()
                for k, v in plots.chart_metadata(name, png, store.reports / f"{name}.png").items()},
             "report": dg.MetadataValue.path(str(store.reports / "latest.md")),
         })
-        yield verdicts_parsed(result, done, ev.max_unparsed_share)
-        sft = "sft_merged"
-        rate = {s: overall.get(s) for s in (final, sft)}
-        passed = None in rate.values() or rate[final] >= rate[sft] - ev.regression_tolerance
+        yield verdicts_parsed(result, judged.comparisons, ev.max_unparsed_share)
+        regression = found.regression
         yield dg.AssetCheckResult(
-            check_name=NO_REGRESSION, passed=bool(passed), severity=dg.AssetCheckSeverity.WARN,
-            metadata={f"{final}_vs_student_base": report.rate_text(rate[final]),
-                      "sft_merged_vs_student_base": report.rate_text(rate[sft]), "tolerance": ev.regression_tolerance},
+            check_name=NO_REGRESSION, passed=regression is None or regression.passed, severity=dg.AssetCheckSeverity.WARN,
+            metadata=report.regression_metadata(regression),
         )
 
     @dg.asset(

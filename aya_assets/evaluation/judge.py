@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import dagster as dg
 
-from aya_assets.languages import langid
-from aya_assets.generation import GenerationBackend, SamplingSettings
 from aya_assets.checkpoints.files import model_identity
+from aya_assets.evaluation.quality import normalize_answer
+from aya_assets.generation import GenerationBackend, SamplingSettings
+from aya_assets.languages import langid
+from aya_assets.models.data import clip
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # Arena-Hard's judge prompt, shortened: the judge answers itself first, then compares, then gives a label.
 ARENA_HARD_SYSTEM = (
@@ -32,6 +37,13 @@ def parse_verdict(text: str) -> float | None:
     """The last Arena-Hard label in a judgement, as A's score; None when the judge gave none."""
     found = LABEL_RE.findall(text)
     return LABELS[found[-1]] if found else None
+
+
+def references_at_budget(references: list[str | None], tokenizer: PreTrainedTokenizerBase,
+                         max_tokens: int) -> list[str | None]:
+    """Each reference cut to its first `max_tokens` tokens (models.data.clip): no answer written in max_new_tokens can
+    be longer, so chrF against the whole reference would score an answer by how much of it fits, not how good it is."""
+    return [None if r is None else clip(r, tokenizer, max_tokens) for r in references]
 
 
 class Judgement(NamedTuple):
@@ -59,7 +71,10 @@ class Judge(dg.ConfigurableResource, ABC):
 class ReferenceJudge(Judge):
     """tiny: quality = fidelity_weight * P(answer in the prompt's language) + (1 - w) * chrF(answer, reference) / 100.
 
-    The better quality wins; a gap below `tie_margin` is a tie. Deterministic and symmetric by construction.
+    An answer equal to the reference (quality.normalize_answer on both) beats one that is not, whatever their
+    qualities; otherwise the better quality wins and a gap below `tie_margin` is a tie. Deterministic and symmetric by
+    construction. The caller passes references cut to the generation budget (references_at_budget), so that a longer
+    answer does not win by covering more of a reference no answer could finish.
     """
 
     fidelity_weight: float = 0.5
@@ -76,11 +91,20 @@ class ReferenceJudge(Judge):
 
     def compare(self, prompts, a, b, references, languages):
         qa, qb = self.quality(a, references, languages), self.quality(b, references, languages)
-        return [Judgement(0.5 if abs(x - y) < self.tie_margin else float(x > y), f"quality A {x:.3f}, B {y:.3f}")
-                for x, y in zip(qa, qb)]
+        out = []
+        for x, y, ea, eb in zip(qa, qb, exact(a, references), exact(b, references)):
+            text = f"quality A {x:.3f}, B {y:.3f}" + ("; A exact" if ea else "") + ("; B exact" if eb else "")
+            score = float(ea) if ea != eb else 0.5 if ea or abs(x - y) < self.tie_margin else float(x > y)
+            out.append(Judgement(score, text))
+        return out
 
     def identity(self) -> list:
-        return [self.name, self.fidelity_weight, self.tie_margin]
+        return [self.name, self.fidelity_weight, self.tie_margin, "exact answer first"]  # the rule's name keys the cache
+
+
+def exact(answers: list[str], references: list[str | None]) -> list[bool]:
+    """Whether each answer equals its reference once both are normalised (as stage_quality's exact match)."""
+    return [bool(ref := normalize_answer(r)) and normalize_answer(t) == ref for t, r in zip(answers, references)]
 
 
 class LLMJudge(Judge):

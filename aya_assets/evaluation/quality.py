@@ -8,11 +8,11 @@ import unicodedata
 import numpy as np
 import polars as pl
 
-from aya_assets.evaluation.winrates import bootstrap_interval
+from aya_assets.evaluation.bootstrap import grouped_intervals
 
 QUALITY_SCHEMA = {
     "stage": pl.String, "language": pl.String, "n": pl.Int64, "exact_match": pl.Float64, "chrf": pl.Float64,
-    "ci_low": pl.Float64, "ci_high": pl.Float64,
+    "ci_low": pl.Float64, "ci_high": pl.Float64, "over_budget": pl.Int64,
 }
 WHITESPACE = re.compile(r"\s+")
 
@@ -23,7 +23,7 @@ def normalize_answer(text: str | None) -> str:
 
 
 def item_scores(generations: pl.DataFrame) -> pl.DataFrame:
-    """stage, language, exact (1.0 / 0.0) and chrf (0-100) per answer to an item that has a reference."""
+    """stage, language, exact (1.0 / 0.0), chrf (0-100) and over_budget per answer to an item that has a reference."""
     from sacrebleu.metrics import CHRF
 
     chrf = CHRF()
@@ -33,6 +33,7 @@ def item_scores(generations: pl.DataFrame) -> pl.DataFrame:
     return rows.select("stage", "language").with_columns(
         exact=pl.Series([float(a == r) for a, r in zip(answers, references)], dtype=pl.Float64),
         chrf=pl.Series([chrf.sentence_score(a, [r]).score for a, r in zip(answers, references)], dtype=pl.Float64),
+        over_budget=rows["reference_at_budget"] != rows["reference"],
     )
 
 
@@ -41,20 +42,25 @@ def stage_quality(generations: pl.DataFrame, stages: list[str], resamples: int =
 
     n: items; exact_match: share of answers equal to the reference once both are NFC-normalised with whitespace runs
     collapsed to one space and stripped; chrf: sacrebleu's sentence chrF of the normalised answer, mean over items
-    (0-100); ci_low/ci_high: bootstrap 95% interval of exact_match over items. No item: n 0, the rest null.
+    (0-100); ci_low/ci_high: bootstrap 95% interval of exact_match over items; over_budget: items whose reference is
+    longer than generation.max_new_tokens tokens, which no answer can match exactly. No item: n 0, the rest null.
     """
-    scores = item_scores(generations)
-    rows = []
-    for stage in stages:
-        mine = scores.filter(pl.col("stage") == stage).sort("language")
-        groups = [("all", mine)] + [(lang, g) for (lang,), g in mine.group_by("language", maintain_order=True)]
-        for language, group in groups:
-            exact = group["exact"].to_numpy()
-            low, high = bootstrap_interval(exact, resamples, seed) if exact.size else (None, None)
-            rows.append({
-                "stage": stage, "language": language, "n": int(exact.size),
-                "exact_match": float(np.mean(exact)) if exact.size else None,
-                "chrf": float(group["chrf"].mean()) if exact.size else None,
-                "ci_low": low, "ci_high": high,
-            })
-    return pl.DataFrame(rows, schema=QUALITY_SCHEMA)
+    scores = item_scores(generations).filter(pl.col("stage").is_in(stages))
+    per_language = scores.group_by("stage", "language").agg(
+        n=pl.len().cast(pl.Int64), exact_match=pl.col("exact").mean(), chrf=pl.col("chrf").mean(),
+        over_budget=pl.col("over_budget").sum().cast(pl.Int64))
+    overall = scores.group_by("stage").agg(
+        language=pl.lit("all"), n=pl.len().cast(pl.Int64), exact_match=pl.col("exact").mean(), chrf=pl.col("chrf").mean(),
+        over_budget=pl.col("over_budget").sum().cast(pl.Int64))
+    empty = pl.DataFrame({"stage": stages, "language": "all", "n": 0}, schema_overrides={"n": pl.Int64})
+    order = {s: i for i, s in enumerate(stages)}
+    table = (pl.concat([overall, per_language, empty.join(overall, on="stage", how="anti")], how="diagonal_relaxed")
+             .sort(pl.col("stage").replace_strict(order), pl.col("language") != "all", "language"))
+    # One resampling pass for every row: each row's items laid out together (an item sits in its language and in `all`).
+    keyed = pl.concat([scores, scores.with_columns(language=pl.lit("all"))]).join(
+        table.select("stage", "language").with_row_index("row"), on=["stage", "language"]).sort("row")
+    ci = np.full((table.height, 2), np.nan)
+    ci[table["n"].to_numpy() > 0] = grouped_intervals(keyed["exact"].to_numpy(), keyed["row"].value_counts(sort=False)
+                                                      .sort("row")["count"].to_numpy(), resamples, seed)
+    return table.with_columns(ci_low=pl.Series(ci[:, 0]).fill_nan(None), ci_high=pl.Series(ci[:, 1]).fill_nan(None)
+                              ).select(*QUALITY_SCHEMA).cast(QUALITY_SCHEMA)
