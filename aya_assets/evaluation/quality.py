@@ -56,7 +56,7 @@ def stage_quality(generations: pl.DataFrame, stages: list[str], resamples: int =
     order = {s: i for i, s in enumerate(stages)}
     table = (pl.concat([overall, per_language, empty.join(overall, on="stage", how="anti")], how="diagonal_relaxed")
              .sort(pl.col("stage").replace_strict(order), pl.col("language") != "all", "language"))
-    # One resampling pass for every row: each row's items laid out together (an item sits in its language and in `all`).
+    # One grouped_intervals call for every row: each row's items laid out together (an item is in its language and `all`).
     keyed = pl.concat([scores, scores.with_columns(language=pl.lit("all"))]).join(
         table.select("stage", "language").with_row_index("row"), on=["stage", "language"]).sort("row")
     ci = np.full((table.height, 2), np.nan)

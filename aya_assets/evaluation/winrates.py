@@ -127,7 +127,7 @@ def summarize(verdicts: pl.DataFrame, resamples: int = 1000, seed: int = 0) -> p
     """Per language and overall ("all"): W/T/L over the decided prompts, win rate (ties half) with a bootstrap
     interval, and how many of the judgements (two per prompt) had no verdict. No decided prompt: win rate null.
 
-    Every language's interval comes from one resampling pass over all of them (resampled within the language)."""
+    `all` resamples every decided prompt, a language only its own (bootstrap.grouped_intervals, one call for all)."""
     verdicts = verdicts.sort("language", "prompt_id")
     decided = verdicts.filter(pl.col("verdict").is_not_null())
     per_language = verdicts.group_by("language", maintain_order=True).agg(
