@@ -1,7 +1,7 @@
 """How much the headline win rates move with the seed: the whole graph once per seed, each in its own AYA_HOME.
 
-    .venv/bin/python -m bench.seeds                           # tiny.yaml, 3 seeds: about 1 h each on 2 cores
-    .venv/bin/python -m bench.seeds --profile small.yaml --seeds 2 --out /tmp/seeds   # a smoke test on a small profile
+    .venv/bin/python -m bench.seeds                           # tiny.yaml, 3 seeds: three whole demos, one after another
+    .venv/bin/python -m bench.seeds --profile small.yaml --seeds 2 --out /tmp/seeds   # smoke test: tests/conftest FAST on tiny, 6 min
 
 Seed i runs the profile with `seed:` set to the profile's seed + i (seed 0 is the demo's own), written to a YAML of
 its own, through `aya materialize` as `make demo` runs it. For every seed: final vs student_base, vs the best single
