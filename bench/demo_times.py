@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.demo_times --dagster-home /tmp/demo/data/dagster   # default: aya's instance home
 
-The latest demo is the newest run and the runs before it launched by the same process (`aya materialize` runs
-every layer in-process, one run after another); an asset's time is the sum of its steps' durations over those runs.
+The latest demo is the newest run's `aya materialize` call: every run with its `aya/materialize` tag, whichever worker
+process ran it (runs from before that tag: the newest run and the runs before it launched by the same process). An
+asset's time is the sum of its steps' durations over those runs; the wall time, first run start to last run end.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def demo_times(dagster_home: Path) -> dict | None:
 def _times(instance) -> dict | None:
     from dagster._core.events import DagsterEventType
 
+    from aya_assets.cli.runner import MATERIALIZE_TAG
+
     def launcher(run_id: str) -> int | None:
         starts = instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
         return starts[0].dagster_event.pid if starts else None
@@ -35,12 +38,16 @@ def _times(instance) -> dict | None:
     records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp, reverse=True)
     if not records:
         return None
-    pid = launcher(records[0].dagster_run.run_id)
-    demo = []
-    for record in records:
-        if launcher(record.dagster_run.run_id) != pid:
-            break
-        demo.append(record)
+    call = records[0].dagster_run.tags.get(MATERIALIZE_TAG)
+    if call is not None:
+        demo = [r for r in records if r.dagster_run.tags.get(MATERIALIZE_TAG) == call]
+    else:
+        pid = launcher(records[0].dagster_run.run_id)
+        demo = []
+        for record in records:
+            if launcher(record.dagster_run.run_id) != pid:
+                break
+            demo.append(record)
     per_asset: Counter[str] = Counter()
     everything: set[str] = set()
     for record in demo:

@@ -129,3 +129,10 @@ def test_a_failed_step_is_one_line_naming_the_asset_and_the_run(cli_home, write_
     assert re.match(r"aya: prompts: DagsterAssetCheckFailedError: failed checks: prompts/prompts_language_id: .*failing_languages: el \(\d+%\).*"
                     r"the run's log: [0-9a-f-]{36}", lines[0]), lines
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_jobs_is_a_whole_number_of_at_least_one(jobs, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["materialize", "--jobs", jobs])
+    assert exited.value.code == 2 and "--jobs: expected a whole number of at least 1" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Concurrent runs: the instance's `gpu` pool lets one GPU step run at a time; concurrent writers never interleave."""
+"""Concurrent runs: the instance's `gpu` pool lets one GPU step run at a time, across processes and across
+`materialize_all`'s workers; concurrent writers never interleave."""
 
 import json
 import multiprocessing
@@ -9,9 +10,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from test_runner import materialize_sleepy, spans as sleepy_spans
 
-from aya_assets.definitions import build_definitions
 from aya_assets.artifacts.tables import atomic_write_parquet
+from aya_assets.definitions import build_definitions
 
 CHECKOUT = Path(__file__).parents[1]
 # Assets that hold a model on the accelerator: training, generation, scoring, merging.
@@ -106,6 +108,17 @@ def test_gpu_pool_limit_holds_across_two_runs(project_home, tmp_path, pool, over
     assert len(spans) == 2, spans
     # Without the pool both bodies run side by side, so the test can see an overlap; in the pool they never do.
     assert intervals_overlap(spans) is overlap, spans
+
+
+def test_gpu_pool_limit_holds_across_workers(project_home, tmp_path):
+    """The gpu profile's one slot: two GPU steps free to run side by side, in two workers, still run one at a time
+    (with two slots they overlap: test_runner's test_independent_steps_overlap_and_dependent_ones_wait)."""
+    log = tmp_path / "log.jsonl"
+    materialize_sleepy(project_home, log, pool="gpu", pools={"gpu": 1})
+    shards = {name: span for name, span in sleepy_spans(log).items() if name.startswith("shard")}
+    assert len(shards) == 2 and not intervals_overlap(list(shards.values())), shards
+    pids = {json.loads(line)["pid"] for line in log.read_text().splitlines() if json.loads(line)["name"].startswith("shard")}
+    assert len(pids) == 2  # one shard per worker: each waited for the other's slot, not for a free worker
 
 
 def test_every_model_holding_asset_is_in_the_gpu_pool():

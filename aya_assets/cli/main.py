@@ -56,7 +56,21 @@ def _fresh_catalog(profile: str | None, force: bool = False) -> Path:
         return _catalog(build_definitions(profile), instance, stamp)
 
 
+def worker_definitions(profile: str, verbose: bool):
+    """The definitions in one of `aya materialize`'s worker processes, built as the command built its own."""
+    from aya_assets.definitions import build_definitions
+
+    _hide_dagster_notices()
+    if not verbose:
+        from aya_assets.console import quiet_libraries
+
+        quiet_libraries()
+    return build_definitions(profile)
+
+
 def cmd_materialize(args) -> int:
+    import functools
+
     import dagster as dg
 
     from aya_assets.cli.runner import check_failures, materialize_all
@@ -70,8 +84,12 @@ def cmd_materialize(args) -> int:
     profile = load_profile(args.profile)
     defs = build_definitions(profile)
     selection = [dg.AssetKey.from_user_string(s) for s in args.select] if args.select else None
+    # As many steps at once as the busiest pool has slots: 2 on the CPU profile (one per core), 1 per GPU.
+    workers = args.jobs or max(profile.pools.values(), default=1)
+    build = functools.partial(worker_definitions, str(paths.profile_path(args.profile)), args.verbose)
     with _instance() as instance:
-        results = materialize_all(defs, instance, selection, verbose=args.verbose)
+        results = materialize_all(defs, instance, selection, verbose=args.verbose, workers=workers,
+                                  pools=profile.pools, build=build)
         db = _catalog(defs, instance, _fingerprint(args.profile))
     if args.summary:
         from aya_assets.catalog.summary import summary
@@ -120,12 +138,28 @@ def cmd_ui(args) -> int:
     """`dagster dev` on this project, with the instance home and the profile that `aya` uses."""
     import subprocess
 
+    from aya_assets.cli.runner import set_pool_limits
+    from aya_assets.profile import load_profile
+
     env = os.environ | ({"AYA_PROFILE": args.profile} if args.profile else {})
+    pools = load_profile(args.profile).pools
+    with _instance() as instance:  # the UI's runs claim the profile's pool limits, as `aya materialize`'s do
+        set_pool_limits(instance, pools)
     with paths.dagster_home():
         dagster = Path(sys.executable).with_name("dagster")
         extra = args.dagster_args[1:] if args.dagster_args[:1] == ["--"] else args.dagster_args
         return subprocess.call([str(dagster), "dev", "-m", "aya_assets.definitions", *extra],
                                env=env | {"DAGSTER_HOME": os.environ["DAGSTER_HOME"]})
+
+
+def _hide_dagster_notices() -> None:
+    warnings.filterwarnings("ignore", module="dagster")  # beta/preview notices are for us, not for users
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     mat = sub.add_parser("materialize", help="materialize the graph (or --select assets), all partitions")
     mat.add_argument("--select", nargs="*", help="asset keys, e.g. prompts")
     mat.add_argument("--summary", action="store_true", help="print the summary tables afterwards")
+    mat.add_argument("--jobs", type=_positive, default=None,
+                     help="steps run side by side, each in its own process (default: the profile's largest pool)")
     mat.set_defaults(func=cmd_materialize)
 
     sql = sub.add_parser("sql", help="read-only SQL over every table asset plus materializations and asset_deps")
@@ -156,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ui.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", module="dagster")  # beta/preview notices are for us, not for users
+    _hide_dagster_notices()
     try:
         return args.func(args)
     except Exception as exc:
