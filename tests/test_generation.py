@@ -105,6 +105,18 @@ def test_transformers_batched_greedy_equals_one_by_one(chat_checkpoints):
 
 
 @pytest.mark.slow
+def test_transformers_batches_by_length_and_answers_in_the_prompts_order(chat_checkpoints):
+    """Batches group prompts of similar length; each answer still comes back at its prompt's position."""
+    prompts = ["Hi", "Wie spät ist es jetzt in Berlin, bitte?", "Ok?", "Erzähl mir bitte eine kurze Geschichte über Katzen."]
+    backend = TransformersBackend(batch_size=2)
+    forward = backend.generate(chat_checkpoints["random"], prompts, GREEDY)
+    backward = backend.generate(chat_checkpoints["random"], prompts[::-1], GREEDY)[::-1]
+    assert [[c.text for c in r] for r in forward] == [[c.text for c in r] for r in backward]
+    alone = [backend.generate(chat_checkpoints["random"], [p], GREEDY)[0] for p in prompts]
+    assert [[c.text for c in r] for r in forward] == [[c.text for c in r] for r in alone]
+
+
+@pytest.mark.slow
 def test_transformers_finish_reason_length_when_eos_is_unreachable(chat_checkpoints):
     results = TransformersBackend().generate(chat_checkpoints["never_eos"], PROMPTS, GREEDY)
     assert {(c.finish_reason, c.tokens) for r in results for c in r} == {("length", GREEDY.max_new_tokens)}

@@ -15,7 +15,7 @@ from helpers import NAN_TENSOR
 
 from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.checkpoints.files import CheckpointError, atomic_dir, check_checkpoint, content_hash, write_model_card
-from aya_assets.models.data import KINDS, clip, reward_pairs, to_conversational
+from aya_assets.models.data import CYCLE, KINDS, clip, reward_pairs, to_conversational
 from aya_assets.models.data import mixture
 from aya_assets.training.scratch import train_causal_lm, train_reward_model
 from aya_assets.training.settings import TinyArchitecture, TrainSettings
@@ -148,6 +148,19 @@ def test_model_card_names_inputs_and_settings(tmp_path):
     assert settings["training"]["steps"] == 3 and settings["focus"] == ["ru", "uk"]
 
 
+def test_near_miss_is_the_most_alike_answer_and_eval_pairs_come_from_eval_items(tokenizer):
+    numbers = load_prompts(PromptsConfig.model_validate(
+        {"sources": [{"kind": "number_words", "count": 60, "languages": ["de"]}]}), ["de"])
+    pairs = reward_pairs(numbers, tokenizer, BUDGET, seed=3, per_prompt=len(CYCLE))
+    near = pairs.filter(pl.col("kind") == "near_miss")
+    off = pairs.filter(pl.col("kind") == "off_topic")
+    alike = lambda rows: sum(len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in rows.select("chosen", "rejected").iter_rows())
+    assert near.height and alike(near) / near.height > alike(off) / off.height  # harder than a random other answer
+    held_out = reward_pairs(numbers, tokenizer, BUDGET, seed=3, split="eval")
+    eval_ids = set(numbers.filter(pl.col("split") == "eval")["prompt_id"])
+    assert held_out.height and set(held_out["prompt_id"]) <= eval_ids and not set(pairs["prompt_id"]) & eval_ids
+
+
 # --- tokenizer --------------------------------------------------------------------------------------------------
 
 
@@ -158,6 +171,16 @@ def test_tokenizer_round_trips_every_language(prompts, tokenizer_dir):
         assert tok.decode(tok(text)["input_ids"]) == text
     unseen = "Ελληνικά, हिन्दी, 日本語 and emoji 🙂 outside the training text"
     assert tok.decode(tok(unseen)["input_ids"]) == unseen  # byte-level: no unknown token
+
+
+def test_tokenizer_gives_each_digit_its_own_token_and_caps_token_length(tmp_path):
+    numbers = load_prompts(PromptsConfig.model_validate({"sources": [{"kind": "number_words", "count": 300}]}), LANGUAGE_CODES)
+    texts = numbers["text"].to_list() + numbers["reference"].to_list()
+    tok = train_tokenizer(texts, tmp_path / "capped", vocab_size=2048, max_token_length=9)
+    assert tok.tokenize("Zahl 347.")[-4:] == ["3", "4", "7", "."]  # any number: digits every train item has
+    assert max(len(token) for token in tok.get_vocab() if not token.startswith("<|")) <= 9
+    uncapped = train_tokenizer(texts, tmp_path / "uncapped", vocab_size=2048)
+    assert len(uncapped.tokenize("dreihundertsiebenundvierzig")) < len(tok.tokenize("dreihundertsiebenundvierzig"))
 
 
 def test_tokenizer_is_deterministic(prompts, tokenizer_dir, tmp_path):
@@ -220,11 +243,11 @@ def test_clip_cuts_at_the_generation_budget(prompts, tokenizer):
 
 
 def test_reward_pairs_use_train_references_and_each_kind(prompts, tokenizer):
-    pairs = reward_pairs(prompts, tokenizer, BUDGET, seed=7, per_prompt=2 * len(KINDS))
+    pairs = reward_pairs(prompts, tokenizer, BUDGET, seed=7, per_prompt=2 * len(CYCLE))
     train = prompts.filter(pl.col("split") == "train")
     assert set(pairs["prompt_id"]) == set(train["prompt_id"])  # every train prompt, no eval prompt
     assert sorted(pairs["kind"].unique()) == sorted(KINDS)
-    assert pairs.group_by("kind").len()["len"].min() >= 1.9 * train.height  # two of each (a shuffle may be a no-op)
+    assert pairs.group_by("kind").len()["len"].min() >= 1.9 * train.height  # two or more of each (a shuffle may be a no-op)
     eval_references = {clip(ref, tokenizer, BUDGET) for ref in prompts.filter(pl.col("split") == "eval")["reference"]}
     assert not eval_references & (set(pairs["chosen"]) | set(pairs["rejected"]))
 
@@ -248,10 +271,14 @@ def test_reward_pairs_use_train_references_and_each_kind(prompts, tokenizer):
             assert chosen.startswith(rejected) and n_tokens(tokenizer, rejected) < n_tokens(tokenizer, chosen)
         elif kind == "garbled":  # the same letters, shuffled
             assert letters(rejected) == letters(chosen)
+        elif kind == "overlong":  # the answer with more words before or after it (cut to the budget)
+            assert len(rejected) > len(answer) or not rejected.startswith(answer)
+        elif kind == "near_miss":  # another answer in the same language, the most alike of those drawn
+            assert language_of[rejected] == row["language"] and rejected != answer
         else:  # mixed_script: pieces of the answer among pieces of other languages' answers
             assert kind == "mixed_script" and abs(len(rejected) - len(chosen)) < 0.5 * len(chosen) + 20
     assert changed["rejected"] > 1.5 * changed["chosen"]
-    assert pairs.equals(reward_pairs(prompts, tokenizer, BUDGET, seed=7, per_prompt=2 * len(KINDS)))
+    assert pairs.equals(reward_pairs(prompts, tokenizer, BUDGET, seed=7, per_prompt=2 * len(CYCLE)))
 
 
 def test_to_conversational_is_trl_explicit_prompt_format(prompts, tokenizer):

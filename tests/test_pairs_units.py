@@ -116,3 +116,22 @@ def test_cluster_pairs_and_failing_clusters(rows, per_cluster, failing):
     table = cluster_pairs(margins(rows), CLUSTERS)
     assert table.rows() == per_cluster
     assert failing_clusters(table) == failing
+
+
+def test_the_weak_model_is_asked_the_same_items_english_prompt_where_one_exists():
+    from aya_assets.preference.assets import english_version
+
+    row = lambda pid, lang, text, source, item: {"prompt_id": pid, "language": lang, "text": text, "source": source,  # noqa: E731
+                                                 "source_id": item}
+    prompts = pl.DataFrame([row("d1", "de", "Schreibe die Zahl 7 in Worten.", "number_words", "7"),
+                            row("d2", "de", "Wie spät ist es?", "seed", None),
+                            row("d3", "de", "Schreibe die Zahl 8 in Worten.", "number_words", "8")])
+    english = pl.DataFrame([row("e1", "en", "Write the number 7 in words.", "number_words", "7"),
+                            row("e2", "en", "What time is it?", "seed", None),
+                            row("e3", "en", "Write 8.", "other_source", "8")])
+    asked = english_version(prompts, english)
+    assert asked.select("prompt_id", "language", "text").rows() == [
+        ("d1", "de", "Write the number 7 in words."),  # the same item in English
+        ("d2", "de", "Wie spät ist es?"),  # no item id: asked as it is
+        ("d3", "de", "Schreibe die Zahl 8 in Worten."),  # item 8 exists in English only in another source
+    ]

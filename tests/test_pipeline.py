@@ -214,8 +214,8 @@ def test_win_rates_report_and_charts(graph):
     overall = rates.filter(pl.col("language") == "all")
     assert (overall["wins"] + overall["ties"] + overall["losses"] == overall["prompts"]).all()
     assert ((overall["ci_low"] <= overall["win_rate"]) & (overall["win_rate"] <= overall["ci_high"])).all()
-    assert set(rates["baseline"]) == {"student_base"} | {b for b in rates["baseline"] if b.startswith("single_")}
-    assert len(set(rates["baseline"])) == 2
+    assert set(rates["baseline"]) == {"student_base", "sft_merged"} | {b for b in rates["baseline"] if b.startswith("single_")}
+    assert len(set(rates["baseline"])) == 3  # best_single_teacher resolved to one single_* stage
     report = (data / "reports" / "latest.md").read_text()
     assert "step_by_step.png" in report and "per_language.png" in report
     for chart in ("step_by_step.png", "per_language.png"):

@@ -27,9 +27,11 @@ def test_materialize_a_few_partitions(aya_home, instance):
         assert checks["prompts_unique_ids"] and checks["prompts_schema"] and checks["prompts_known_language"]
     assert warehouse_files(aya_home) == ["de.parquet", "ja.parquet"]
     df = pl.read_parquet(aya_home / "data" / "warehouse" / "prompts" / "ja.parquet")
-    assert set(df["language"]) == {"ja"} and df.height == 24
+    # The tiny profile: 300 generated number items and the 24 bundled free-text prompts per language.
+    assert set(df["language"]) == {"ja"} and df.height == 324
+    assert df.group_by("source").len().sort("source").rows() == [("number_words", 300), ("seed", 24)]
     mats = result.asset_materializations_for_node("prompts")
-    assert mats[0].metadata["dagster/row_count"].value == 24
+    assert mats[0].metadata["dagster/row_count"].value == 324
     assert "preview" in mats[0].metadata and "dagster/column_schema" in mats[0].metadata
 
 

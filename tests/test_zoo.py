@@ -19,6 +19,7 @@ import yaml
 from aya_assets.catalog.refresh import refresh_catalog
 from aya_assets.catalog.sql import run_query
 from aya_assets.definitions import build_definitions
+from aya_assets.evaluation.winrates import SELECTION_FRACTION, in_selection
 from aya_assets.generation.hf import TransformersBackend
 from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.checkpoints.files import content_hash
@@ -139,7 +140,11 @@ def test_every_asset_and_partition_materializes(zoo_run):
 
 def test_every_verdict_is_parsed_or_counted_as_unparsed(zoo_run):
     rates = pl.read_parquet(zoo_run["data"] / "warehouse" / "win_rates" / "*.parquet")
-    eval_prompts = pl.read_parquet(zoo_run["data"] / "warehouse" / "prompts" / "*.parquet").filter(pl.col("split") == "eval")
+    seed = yaml.safe_load((ROOT / "resources" / "gpu.yaml").read_text()).get("seed", 0)
+    # The prompts every rate is measured on: eval prompts outside the slice that chooses best_single_teacher.
+    eval_prompts = pl.read_parquet(zoo_run["data"] / "warehouse" / "prompts" / "*.parquet").filter(
+        (pl.col("split") == "eval")
+        & ~pl.col("prompt_id").map_elements(lambda p: in_selection(p, seed, SELECTION_FRACTION), return_dtype=pl.Boolean))
     per_language = eval_prompts.group_by("language").len().rename({"len": "eval_prompts"})
     rows = rates.join(per_language, on="language", how="left").with_columns(
         pl.col("eval_prompts").fill_null(eval_prompts.height))  # language "all": every eval prompt

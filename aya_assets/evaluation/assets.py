@@ -14,7 +14,7 @@ from aya_assets.checkpoints.io import BY_PARTITION, Checkpoint
 from aya_assets.evaluation import report
 from aya_assets.evaluation.judge import Judge, references_at_budget
 from aya_assets.evaluation.quality import stage_quality as quality_table
-from aya_assets.evaluation.winrates import (BEST_SINGLE, SELECTION_FRACTION, BestSingle, Findings, VerdictShards,
+from aya_assets.evaluation.winrates import (BEST_SINGLE, BestSingle, Findings, VerdictShards,
                                             answer_lengths, cached_verdicts, choose_best_single, length_relation,
                                             pair_frame, paired_regression, resolve_baselines, split_selection, summarize,
                                             unparsed_example, unparsed_shares, zero_width_intervals)
@@ -67,7 +67,7 @@ def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], fin
     """
     run = partial(compare, judge, shards=shards, resamples=ev.bootstrap_resamples, seed=seed)
     singles = [s for s in stages if s.startswith("single_")]
-    fraction = getattr(ev, "selection_fraction", SELECTION_FRACTION)  # a profile key to come; its default meanwhile
+    fraction = ev.selection_fraction
     choosing = BEST_SINGLE in ev.baselines and bool(singles)
     selection, held_out = split_selection(generations, seed, fraction) if choosing else (generations.clear(), generations)
     chosen = [run(selection, s, "student_base", cache_as=f"{s}_vs_student_base_selection")

@@ -120,16 +120,24 @@ class TransformersBackend(GenerationBackend):
             tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
             for p in prompts
         ]
-        results: list[list[Completion]] = []
+        # Batches of prompts of similar length, longest first: a batch stops when its last answer ends, so a short
+        # task's batch is not held to the budget by one long open-ended prompt (and the first batch shows the peak
+        # memory). The answers are returned in the prompts' order.
+        order = sorted(range(len(chats)), key=lambda i: -len(chats[i]))
+        results: list[list[Completion] | None] = [None] * len(chats)
+        done = 0
         # fork_rng: seeding must not disturb the caller's random state (e.g. a training loop in the same process).
         with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []):
             for batch_index, start in enumerate(range(0, len(chats), self.batch_size)):
-                batch = chats[start : start + self.batch_size]
+                picked = order[start : start + self.batch_size]
                 # Seeding per batch keeps each batch's samples independent of what earlier batches drew.
                 torch.manual_seed(sampling.seed + batch_index)
-                results += self._generate_batch(tokenizer, lm, batch, set(eos), sampling.n, options)
+                answers = self._generate_batch(tokenizer, lm, [chats[i] for i in picked], set(eos), sampling.n, options)
+                for i, answer in zip(picked, answers):
+                    results[i] = answer
+                done += len(picked)
                 if progress is not None:
-                    progress(len(results), len(prompts))
+                    progress(done, len(prompts))
         return check_shape(results, prompts, sampling.n)
 
     @staticmethod

@@ -30,17 +30,25 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(
-    texts: list[str], out_dir: Path, vocab_size: int = 4096, model_max_length: int = 256
+    texts: list[str], out_dir: Path, vocab_size: int = 4096, model_max_length: int = 256, max_token_length: int | None = None
 ) -> PreTrainedTokenizerFast:
-    """Train byte-level BPE on `texts`, save it as a Hugging Face tokenizer in `out_dir` and return it."""
+    """Train byte-level BPE on `texts`, save it as a Hugging Face tokenizer in `out_dir` and return it.
+
+    Digits are single tokens, so a number the model never saw is made of tokens it did see (a merged "47" would be
+    one more token to memorise per number). `max_token_length` caps a token's length in bytes (byte-level symbols): with
+    no cap, BPE over thousands of spelled-out numbers learns whole number words ("三百四十", "hundertsieben") as single
+    tokens and a held-out number needs a token no train item taught.
+    """
     # Byte-level: every script round-trips exactly, and text in no training language still encodes.
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=max_token_length,
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)

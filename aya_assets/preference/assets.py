@@ -143,6 +143,14 @@ def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, 
     return _dpo
 
 
+def english_version(prompts: pl.DataFrame, english: pl.DataFrame) -> pl.DataFrame:
+    """`prompts` with each text replaced by the English prompt of the same item (source and source_id), where one exists."""
+    same_item = (english.filter(pl.col("source_id").is_not_null()).unique(["source", "source_id"], keep="first")
+                 .select("source", "source_id", english_text="text"))
+    return (prompts.join(same_item, on=["source", "source_id"], how="left")
+            .with_columns(text=pl.coalesce("english_text", "text")).drop("english_text"))
+
+
 def build_offline_assets(profile: Profile, recipe: Recipe) -> list:
     dpo, merged = recipe["dpo_offline"], recipe["dpo_offline_merged"]
     per_lang = per_language(dpo.group)
@@ -159,13 +167,20 @@ def build_offline_assets(profile: Profile, recipe: Recipe) -> list:
     if source is not None:
 
         @dg.asset(**per_lang, kinds={"transformers", "parquet"}, code_version=CODE_VERSION,
-                  ins={"arbitrage_sft": dg.AssetIn(), "prompts": dg.AssetIn(),
+                  # Each language's prompts and the English ones (the same items' English prompts, see below).
+                  ins={"arbitrage_sft": dg.AssetIn(), "prompts": dg.AssetIn(partition_mapping=dg.StaticPartitionMapping(
+                      {"en": LANGUAGE_CODES, **{code: [code] for code in LANGUAGE_CODES if code != "en"}})),
                        "weak": dg.AssetIn("teacher_models", partition_mapping=dg.StaticPartitionMapping({source: LANGUAGE_CODES}))},
                   pool="gpu", check_specs=[pairs_check("translation_pairs")])
         def translation_pairs(context: dg.AssetExecutionContext, arbitrage_sft: pl.DataFrame, prompts: pl.DataFrame,
                               weak: Checkpoint, store: ArtifactStore, generator: GenerationBackend, translator: Translator):
-            """Native answer (chosen) vs the weak English model's answer translated into the language (rejected)."""
-            train = prompts.filter((pl.col("split") == "train") & (pl.col("language") != "en"))
+            """Native answer (chosen) vs the weak English model's answer translated into the language (rejected).
+
+            The weak model is asked the item's English prompt where the source has one (the same source and item id
+            in `en`, as generated tasks do), so it answers in English and the translator has English to translate;
+            other prompts it gets as they are."""
+            train = english_version(prompts.filter((pl.col("split") == "train") & (pl.col("language") != "en")),
+                                    prompts.filter(pl.col("language") == "en"))
             answers, _ = generate_pool(train, {source: weak.path}, {source: weak.identity()}, generator,
                                        sampling_settings(profile.generation, profile.seed).model_copy(update={"n": 1}),
                                        store.shards / "translation_source", profile.generation.shard_size,

@@ -305,6 +305,8 @@ def _from_hub(src: HubDatasetSource, languages: list[str], cfg: PromptsConfig) -
     return out
 
 
+# Categories of generated items whose reference is the one right answer (scored by exact match, not only chrF).
+EXACT_ANSWER_CATEGORIES = frozenset({"number_words"})
 SOFT_HYPHEN = "\u00ad"  # ICU marks break points inside long German, Dutch, Italian and Greek words with it
 
 
@@ -367,7 +369,7 @@ def _from_number_words(src: NumberWordsSource, languages: list[str], cfg: Prompt
                     text=templates[language].replace("{n}", str(n)),
                     split=number_split(n, src.seed, src.eval_fraction),
                     reference=spell(n),
-                    category="number_words",
+                    category="number_words",  # in EXACT_ANSWER_CATEGORIES
                     source_id=str(n),  # the item: the same number in every language
                     cfg=cfg,
                 )

@@ -77,9 +77,12 @@ def train_causal_lm(
 
 
 def train_reward_model(
-    tokenizer_dir: Path, pairs: list[dict], out_dir: Path, arch: TinyArchitecture, settings: TrainSettings
+    tokenizer_dir: Path, pairs: list[dict], out_dir: Path, arch: TinyArchitecture, settings: TrainSettings,
+    start: Path | None = None,
 ) -> TrainReport:
-    """Train a tiny Llama sequence classifier with TRL's RewardTrainer on explicit-prompt preference rows.
+    """Train a tiny Llama sequence classifier with TRL's RewardTrainer on explicit-prompt preference rows: from scratch,
+    or from the causal LM at `start` (its body, a new score head), as reward models are usually started from an SFT
+    model: it already reads the prompts it will judge.
 
     It scores what it was trained on: the chat template applied to [user, assistant] (no generation prompt).
     """
@@ -88,8 +91,11 @@ def train_reward_model(
     from trl import RewardConfig, RewardTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    set_seed(settings.seed)
-    model = LlamaForSequenceClassification(llama_config(arch, tokenizer, num_labels=1))
+    set_seed(settings.seed)  # also the new score head's initial weights
+    if start is None:
+        model = LlamaForSequenceClassification(llama_config(arch, tokenizer, num_labels=1))
+    else:
+        model = LlamaForSequenceClassification.from_pretrained(start, num_labels=1, pad_token_id=tokenizer.pad_token_id)
     # RewardTrainer drops (rather than truncates) pairs longer than max_length; TrainReport.examples counts the rest.
     args = RewardConfig(**trainer_args(settings, out_dir))
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
