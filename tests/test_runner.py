@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 from aya_assets.cli import runner
-from aya_assets.cli.runner import MATERIALIZE_TAG, STEP_TAG, MaterializeFailed, check_failures, materialize_all, plan
+from aya_assets.cli.runner import (MATERIALIZE_TAG, STEP_TAG, MaterializeFailed, check_failures, materialize_all, plan,
+                                   step_dependencies)
 from aya_assets.console import StepLine
 from bench.demo_times import demo_times
 
@@ -49,7 +50,14 @@ def test_plan_counts_every_run_of_the_tiny_graph_once():
     labels = [s.label for s in steps]
     assert labels[0] == "prompts" and steps[0].note == " (23 partitions, one run)"
     assert len(labels) == len(set(labels))  # each step's label is its key for the next run's time estimate
-    assert labels[-1] == "stage_quality, win_rates"  # both unpartitioned over eval_generations: one run
+    # Unpartitioned assets are steps of their own, free to run side by side: the reward model next to the teachers,
+    # stage_quality next to win_rates.
+    assert {"tokenizer", "student_base", "reward_model", "stage_quality", "win_rates"} <= set(labels)
+    dependencies = step_dependencies(build_definitions(), steps)
+    index = {label: i for i, label in enumerate(labels)}
+    teacher = index["teacher_models [teacher_east_asian]"]
+    assert index["reward_model"] not in dependencies[teacher] and index["student_base"] in dependencies[teacher]
+    assert index["stage_quality"] not in dependencies[index["win_rates"]]
 
 
 # A graph whose steps only sleep, run for real in worker processes: root, then shard [a] and shard [b] (one run each,

@@ -44,7 +44,9 @@ def _single_run(node) -> bool:
 
 
 def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> list[list[dg.AssetKey]]:
-    """Selected asset keys in dependency order, grouped into runs of consecutive keys sharing a partitioning."""
+    """Selected asset keys in dependency order, grouped into runs of consecutive single-run-backfill keys sharing a
+    partitioning. An unpartitioned asset is a step of its own, so that two of them that do not depend on each other
+    (the reward model and the teachers after student_base; stage_quality and win_rates) can run side by side."""
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
     if selection is not None:
@@ -54,8 +56,8 @@ def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> 
         node = graph.get(key)
         if out:
             last = graph.get(out[-1][0])
-            # Unpartitioned and single-run-backfill assets of one partitioning can share a run with their upstreams.
-            if last.partitions_def == node.partitions_def and (node.partitions_def is None or _single_run(node) and _single_run(last)):
+            # Single-run-backfill assets of one partitioning share a run with their upstreams.
+            if node.partitions_def is not None and last.partitions_def == node.partitions_def and _single_run(node) and _single_run(last):
                 out[-1].append(key)
                 continue
         out.append([key])
