@@ -86,11 +86,16 @@ def test_transformers_sampling_is_seeded(chat_checkpoints):
     again = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling))
     assert torch.equal(torch.get_rng_state(), callers_rng)  # seeding did not reset the caller's generator
     other_seed = texts(backend.generate(chat_checkpoints["random"], PROMPTS, sampling.model_copy(update={"seed": 123})))
-    # A batch's samples depend on its own prompts only, not on the batches before it.
-    other_first_batch = texts(backend.generate(chat_checkpoints["random"], ["Bonjour", "Hola"] + PROMPTS[2:], sampling))
+    # A batch's samples depend on its own prompts only, not on the batches before it. Batches are formed by length,
+    # longest first: the two longest prompts replaced by others of their lengths leave the later batch as it was.
+    longest = sorted(range(len(PROMPTS)), key=lambda i: -len(PROMPTS[i]))[:2]
+    replaced = [("x" * len(p) if i in longest else p) for i, p in enumerate(PROMPTS)]
+    other_first_batch = texts(backend.generate(chat_checkpoints["random"], replaced, sampling))
     assert first == again
     assert first != other_seed
-    assert other_first_batch[2:] == first[2:]
+    rest = [i for i in range(len(PROMPTS)) if i not in longest]
+    assert [other_first_batch[i] for i in rest] == [first[i] for i in rest]
+    assert [other_first_batch[i] for i in longest] != [first[i] for i in longest]
 
 
 @pytest.mark.slow
