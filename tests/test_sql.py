@@ -36,7 +36,7 @@ def listing(root) -> dict:
 def test_views_and_lineage_tables(catalog):
     db, warehouse = catalog
     counts = run_query(db, warehouse, "SELECT language, partition, count(*) AS n FROM prompts GROUP BY ALL ORDER BY 1")
-    assert counts.rows() == [("en", "en", 24), ("hi", "hi", 24), ("zh", "zh", 24)]
+    assert counts.rows() == [("en", "en", 324), ("hi", "hi", 324), ("zh", "zh", 324)]  # 300 numbers + 24 free text
     mats = run_query(db, warehouse, "SELECT asset, partition, run_id, job, code_version FROM materializations ORDER BY 2")
     assert mats["partition"].to_list() == ["en", "hi", "zh"]
     assert set(mats["job"]) == {"__ephemeral_asset_job__"}  # dg.materialize's; `aya materialize` runs name their step
@@ -44,9 +44,9 @@ def test_views_and_lineage_tables(catalog):
     assert set(mats["code_version"]) == {code_version} and mats["run_id"].n_unique() == 3
     assert run_query(db, warehouse, "SELECT count(*) FROM asset_deps").item() >= 0
     # The partition column filters like any other, and other DuckDB clients see the same views in the file.
-    assert run_query(db, warehouse, "SELECT count(*) FROM prompts WHERE partition = 'hi'").item() == 24
+    assert run_query(db, warehouse, "SELECT count(*) FROM prompts WHERE partition = 'hi'").item() == 324
     with duckdb.connect(str(db), read_only=True) as other:
-        assert other.execute("SELECT count(*) FROM prompts").fetchone() == (72,)
+        assert other.execute("SELECT count(*) FROM prompts").fetchone() == (972,)
 
 
 def hostile(warehouse) -> list[str]:
@@ -128,7 +128,7 @@ def test_the_timeout_and_the_memory_limit_fire(catalog):
 def test_cli_exit_codes(catalog, capsys, monkeypatch):
     monkeypatch.setenv("AYA_HOME", str(catalog[0].parents[1]))
     assert cli.main(["sql", "select count(*) as n from prompts", "--csv"]) == 0
-    assert capsys.readouterr().out.strip().splitlines() == ["n", "72"]
+    assert capsys.readouterr().out.strip().splitlines() == ["n", "972"]
     assert cli.main(["sql", "DELETE FROM materializations"]) == 2
     assert "read-only" in capsys.readouterr().err
     assert cli.main(["sql", "select * from no_such_table"]) == 1
@@ -154,7 +154,7 @@ def test_aya_home_moves_the_instance_and_an_unchanged_catalog_is_not_rebuilt(tmp
     assert cli.main(["sql", "select count(*) from prompts", "--csv"]) == 0
     assert cli.main(["sql", "select count(*) from materializations", "--csv"]) == 0
     assert db.stat().st_mtime_ns == built  # nothing changed since materialize refreshed it: no rebuild
-    assert capsys.readouterr().out.split() == ["count_star()", "552", "count_star()", "23"]
+    assert capsys.readouterr().out.split() == ["count_star()", "7452", "count_star()", "23"]
     (tmp_path / "data" / "warehouse" / "prompts" / "de.parquet").touch()
     assert cli.main(["sql", "select 1"]) == 0
     assert db.stat().st_mtime_ns != built  # the warehouse changed: refreshed

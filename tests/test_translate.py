@@ -149,7 +149,7 @@ def test_translation_pairs_reject_the_weak_answer_translated(aya_home, write_pro
            CHECKPOINT_IO: CheckpointIOManager(store=store), "generator": TransformersBackend(batch_size=8, device="cpu"),
            "translator": GlossaryTranslator()}
     assert dg.materialize([weak_stub], resources=res, instance=instance, partition_key="weak_english").success
-    for language in ("de", "ja"):
+    for language in ("en", "de", "ja"):  # en too: the weak model is asked each item's English prompt
         assert dg.materialize(assets, selection=["prompts", "arbitrage_sft"], resources=res, instance=instance,
                               partition_key=language).success
     result = dg.materialize(assets, selection=["translation_pairs"], resources=res, instance=instance, partition_key="de")
