@@ -339,6 +339,9 @@ def _with_workers(defs, instance, steps: list[Step], deps, tags, previous, run_c
             for child in ours:  # stuck past the grace
                 child.kill()
                 child.join()
+            # With its workers gone the pool's manager thread ends; joined here, it cannot hold up the interpreter's exit
+            # (concurrent.futures joins it at exit, which after Ctrl-C once kept `aya` alive past a minute in CI).
+            pool.shutdown(wait=True, cancel_futures=True)
             _close_unfinished(instance, tags[0][MATERIALIZE_TAG])  # runs whose worker died (killed, out of memory)
     if failure is not None:
         raise _failed(instance, tags[failure[0]]) from failure[1]
