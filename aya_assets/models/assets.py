@@ -154,7 +154,7 @@ def build_model_assets(profile: Profile, recipe: Recipe) -> list:
     @dg.asset(ins=all_prompts, **trained)
     def student_base(context: dg.AssetExecutionContext, prompts: pl.DataFrame, tokenizer: Checkpoint,
                      store: ArtifactStore, generator: GenerationBackend) -> dg.Output[Checkpoint]:
-        """The weak base every training stage starts from (and, with models.shared_base, every teacher)."""
+        """The weak base every training stage and every built teacher starts from (the shared base)."""
         return train_lm(context, prompts, tokenizer, located(store, "student_base"), cfg.student, cfg.student_training,
                         generator)
 
