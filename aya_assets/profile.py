@@ -203,6 +203,10 @@ class ModelsConfig(_Strict):
     teacher_training: TrainSettings = TrainSettings(steps=300, learning_rate=3e-3, batch_size=16)
     student_training: TrainSettings = TrainSettings(steps=80, learning_rate=3e-3, batch_size=16)
     reward_training: TrainSettings = TrainSettings(steps=200, learning_rate=1e-3, batch_size=16)
+    # The built reward model (models.build: true; a configured one's kind comes from its config.json):
+    # "classifier", a sequence classifier trained on reference-vs-negative pairs; "likelihood", a causal LM fine-tuned
+    # from student_base on every language's train answers, scoring an answer by its mean log-probability.
+    reward_kind: Literal["classifier", "likelihood"] = "classifier"
     # Each pair draws fresh negatives (a new shuffle, another answer): more of them, not more steps over the same
     # ones, is what taught the reward model (measured, 600 steps: the focus teacher's answer ranked above another
     # teacher's in 79% of pool pairs with 8 pairs per prompt, 84% with 16).

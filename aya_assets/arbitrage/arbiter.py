@@ -1,4 +1,10 @@
-"""The arbiter: a reward model's score per completion, plus an optional language-fidelity term."""
+"""The arbiter: a reward model's score per completion, plus an optional language-fidelity term.
+
+Two kinds of reward model, told apart by the checkpoint's `config.json` architecture:
+- a sequence classifier (`...ForSequenceClassification`, one label): its scalar, as published reward models give it;
+- a causal LM (`...ForCausalLM`): a generative reward, the mean log-probability per token of the answer turn
+  (the answer and the chat template's end-of-turn tokens, so a cut-off or run-on answer pays for it) given the prompt.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +26,27 @@ def _device(choice: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
 
 
+class RewardModelError(ValueError):
+    """A reward-model checkpoint the arbiter cannot score with; the message names it and what to change."""
+
+
+def reward_kind(checkpoint: Checkpoint) -> str:
+    """"classifier" or "likelihood", from the checkpoint's architectures; RewardModelError for anything else."""
+    from transformers import AutoConfig
+
+    architectures = AutoConfig.from_pretrained(checkpoint.path, revision=checkpoint.revision).architectures or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "classifier"
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return "likelihood"
+    raise RewardModelError(
+        f"{checkpoint.path}: config.json's architectures {architectures} name neither a sequence classifier (a reward "
+        f"model with one label) nor a causal LM (scored by likelihood); point models.reward_model.path at one of them")
+
+
 class Arbiter(dg.ConfigurableResource):
-    """Scores (prompt, completion) pairs with a sequence-classification reward model (the `reward_model` asset's
-    checkpoint, passed in by the scoring asset).
+    """Scores (prompt, completion) pairs with the reward model (the `reward_model` asset's checkpoint, passed in by
+    the scoring asset): a sequence classifier's scalar, or a causal LM's mean log-probability of the answer.
 
     score = reward + language_weight * P(completion is in the prompt's language), the second term from lingua.
     """
@@ -37,27 +61,29 @@ class Arbiter(dg.ConfigurableResource):
     def _load(self, checkpoint: Checkpoint):
         if checkpoint not in self._loaded:
             import torch
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-            device = _device(self.device)
+            kind, device = reward_kind(checkpoint), _device(self.device)
             tokenizer = AutoTokenizer.from_pretrained(checkpoint.path, revision=checkpoint.revision)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-            model = AutoModelForSequenceClassification.from_pretrained(checkpoint.path, revision=checkpoint.revision,
-                                                                       dtype=dtype).to(device).eval()
+            auto = AutoModelForSequenceClassification if kind == "classifier" else AutoModelForCausalLM
+            model = auto.from_pretrained(checkpoint.path, revision=checkpoint.revision, dtype=dtype).to(device).eval()
             if model.config.pad_token_id is None:
                 model.config.pad_token_id = tokenizer.pad_token_id
-            self._loaded[checkpoint] = (tokenizer, model, device)
+            self._loaded[checkpoint] = (kind, tokenizer, model, device)
         return self._loaded[checkpoint]
 
     def rewards(self, checkpoint: Checkpoint, prompts: list[str], completions: list[str],
                 progress: Callable[[int, int], None] | None = None) -> list[float]:
         """The reward model's scalar for each (prompt, completion), in batches."""
+        kind, tokenizer, model, device = self._load(checkpoint)
+        if kind == "likelihood":
+            return self._likelihoods(tokenizer, model, device, prompts, completions, progress)
         import torch
 
-        tokenizer, model, device = self._load(checkpoint)
         texts = [
             tokenizer.apply_chat_template(
                 [{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=False
@@ -74,6 +100,45 @@ class Arbiter(dg.ConfigurableResource):
                 out += model(**batch).logits[:, 0].float().tolist()
             if progress:
                 progress(min(start + self.batch_size, len(texts)), len(texts))
+        return out
+
+    def _likelihoods(self, tokenizer, model, device, prompts: list[str], completions: list[str],
+                     progress: Callable[[int, int], None] | None) -> list[float]:
+        """Mean log-probability per token of each answer turn given its prompt. The answer turn is what the whole
+        conversation renders beyond the prompt with its generation prompt (TRL's rule for completion-only loss);
+        a conversation longer than max_length loses prompt tokens from the left, never answer tokens up to it."""
+        import torch
+        from trl.data_utils import common_prefix_length
+
+        rows = []
+        for p, c in zip(prompts, completions):
+            head = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True, return_dict=True,
+                                                 add_generation_prompt=True)["input_ids"]
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": c}],
+                                                tokenize=True, return_dict=True)["input_ids"]
+            start = common_prefix_length(head, ids)
+            cut = max(0, len(ids) - self.max_length)
+            ids = ids[cut:]
+            rows.append((ids, max(1, start - cut)))  # the first answer token is predicted from the one before it
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # like lengths together: less padding
+        out = [0.0] * len(rows)
+        pad = tokenizer.pad_token_id
+        for done in range(0, len(order), self.batch_size):
+            batch = [rows[i] for i in order[done : done + self.batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
+            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch], device=device)
+            with torch.inference_mode():
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            token_logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+            positions = torch.arange(width - 1, device=device)[None, :]
+            starts = torch.tensor([s for _, s in batch], device=device)[:, None]
+            answer = (positions >= starts - 1) & (mask[:, 1:] == 1)
+            means = (token_logp * answer).sum(1) / answer.sum(1).clamp(min=1)
+            for i, value in zip(order[done : done + self.batch_size], means.tolist()):
+                out[i] = value
+            if progress:
+                progress(min(done + self.batch_size, len(rows)), len(rows))
         return out
 
     def score(self, frame: pl.DataFrame, checkpoint: Checkpoint, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:

@@ -19,7 +19,7 @@ from aya_assets.prompts.sources import EXACT_ANSWER_CATEGORIES
 from aya_assets.stages import Recipe
 
 GROUP = "models"
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 
 
 def train_rows(prompts: pl.DataFrame) -> pl.DataFrame:
@@ -160,26 +160,42 @@ def build_model_assets(profile: Profile, recipe: Recipe) -> list:
 
     @dg.asset(ins=all_prompts, **trained)
     def reward_model(context: dg.AssetExecutionContext, prompts: pl.DataFrame, tokenizer: Checkpoint, student_base: Checkpoint,
-                     store: ArtifactStore, arbiter: Arbiter) -> dg.Output[Checkpoint]:
-        """Sequence-classification reward model started from student_base: references (cut to the generation budget)
-        beat seven kinds of worse answer. Metadata: its pairwise accuracy on the same kinds of pair built from
-        held-out items, per kind."""
+                     store: ArtifactStore, arbiter: Arbiter, generator: GenerationBackend) -> dg.Output[Checkpoint]:
+        """The arbiter's model, started from student_base (it already reads the prompts it will judge), as
+        `models.reward_kind` says: a sequence classifier trained on references against eight kinds of worse answer
+        (cut to the generation budget), or a causal LM fine-tuned on every language's train answers alike that
+        scores an answer by its likelihood. Metadata: its pairwise accuracy on the same kinds of pair built from
+        held-out items, per kind (and, for the causal LM, its own greedy held-out exact match)."""
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(tokenizer.local)
-        budget, settings = profile.generation.max_new_tokens, cfg.reward_training
-        pairs = reward_pairs(prompts, tok, budget, seed=profile.seed, per_prompt=cfg.reward_pairs_per_prompt)
+        budget, settings, kind = profile.generation.max_new_tokens, cfg.reward_training, cfg.reward_kind
         heldout = reward_pairs(prompts, tok, budget, seed=profile.seed + 1, per_prompt=2, split="eval")
+        if kind == "likelihood":
+            n = max(settings.steps * settings.batch_size, 64)
+            data = mixture(train_rows(prompts), [], cfg.focus_share, n=n, seed=settings.seed + profile.seed)
+            rows, described = data.rows(), "causal LM fine-tuned on every language alike, scoring answers by likelihood"
+            trained_on = data.select("prompt_id", "language")
+        else:
+            pairs = reward_pairs(prompts, tok, budget, seed=profile.seed, per_prompt=cfg.reward_pairs_per_prompt)
+            rows, described = pairs.rows(), "sequence classifier trained on reference-vs-negative pairs"
+            trained_on = pairs.select("prompt_id", "language", "kind")
 
         def build(tmp):
-            report = train_reward_model(tokenizer.local, to_conversational(pairs), tmp, cfg.architecture, settings,
-                                        start=student_base.local)
-            return {**train_info(report), "pairs": pairs.height, **pair_accuracy(arbiter, Checkpoint(str(tmp)), heldout)}
+            if kind == "likelihood":
+                report = train_sft(student_base.local, conversations(data), tmp, settings)
+                quality = heldout_exact(generator, tmp, prompts, [], budget, seed=profile.seed)
+            else:
+                report = train_reward_model(tokenizer.local, to_conversational(pairs), tmp, cfg.architecture, settings,
+                                            start=student_base.local)
+                quality = {"pairs": pairs.height}
+            return {**train_info(report), "reward_kind": kind, **quality,
+                    **pair_accuracy(arbiter, Checkpoint(str(tmp)), heldout)}
 
-        card = Card("reward_model", "tiny Llama reward model (the arbiter), started from student_base",
-                    {"architecture": cfg.architecture, "training": settings, "start": student_base.path},
-                    pairs.select("prompt_id", "language", "kind"))
-        inputs = [tokenizer.identity(), student_base.identity(), pairs.rows(), heldout.rows(), cfg.architecture, settings]
+        card = Card("reward_model", f"tiny Llama reward model (the arbiter), started from student_base: {described}",
+                    {"architecture": cfg.architecture, "training": settings, "reward_kind": kind, "start": student_base.path},
+                    trained_on)
+        inputs = [tokenizer.identity(), student_base.identity(), kind, rows, heldout.rows(), cfg.architecture, settings]
         return materialize_checkpoint(context, located(store, "reward_model"), inputs, build, card)
 
     return [tokenizer, teacher_models, student_base, reward_model]
