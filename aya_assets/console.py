@@ -18,9 +18,18 @@ class StepLine:
     """The current step's console line: begun by the runner, extended by what trains inside the step."""
 
     def __init__(self, stream=None):
-        self.stream = stream or sys.stdout
+        self._stream = stream
         self.prefix: str | None = None
         self.trained: list[str] = []
+
+    @property
+    def stream(self):
+        """The given stream, else whatever sys.stdout is now (not the one at import: a test's capture closes it)."""
+        return self._stream or sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        self._stream = value
 
     @property
     def tty(self) -> bool:

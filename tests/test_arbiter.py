@@ -94,3 +94,33 @@ def test_a_checkpoint_of_neither_kind_is_named_with_what_to_change(zoo_lms, tmp_
     with pytest.raises(RewardModelError, match=r"bare: config\.json's architectures \['LlamaModel'\] name neither a "
                                                r"sequence classifier .* point models\.reward_model\.path at one"):
         Arbiter(device="cpu").rewards(Checkpoint(str(bare)), PROMPTS, ANSWERS)
+
+
+def test_scores_are_read_back_from_the_cache_until_a_row_or_the_model_changes(tiny_tokenizer, tmp_path, monkeypatch):
+    import polars as pl
+
+    model = Checkpoint(str(tiny_llama(tmp_path / "lm", tiny_tokenizer, seed=1, max_position_embeddings=256)))
+    frame = pl.DataFrame({"prompt": PROMPTS, "completion": ANSWERS, "language": ["de", "en", "ru"]})
+    arbiter, cache = Arbiter(device="cpu"), tmp_path / "cache"
+    first = arbiter.score(frame, model, cache=cache)
+    assert first.select("prompt", "completion", "language").equals(frame)  # rows stay in their order
+    uncached = arbiter.score(frame, model)  # what the cache holds is what scoring gives (batched per language there)
+    assert first["reward"].to_list() == pytest.approx(uncached["reward"].to_list(), abs=1e-5)
+    assert sorted(p.parent.name for p in cache.glob("*/*.parquet")) == ["de", "en", "ru"]  # one entry per language
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("scored again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Arbiter, "rewards", no_model)
+        assert arbiter.score(frame, model, cache=cache).equals(first)
+        with pytest.raises(AssertionError, match="scored again"):
+            arbiter.score(frame.with_columns(completion=pl.Series(["dreihundert", *ANSWERS[1:]])), model, cache=cache)
+        with pytest.raises(AssertionError, match="scored again"):
+            Arbiter(device="cpu", language_weight=0.5).score(frame, model, cache=cache)
+        # A range of languages reads back each language's entry, whichever run wrote it.
+        assert arbiter.score(frame[1:], model, cache=cache).equals(first[1:])
+
+    changed = arbiter.score(frame.with_columns(completion=pl.Series(["dreihundert", *ANSWERS[1:]])), model, cache=cache)
+    assert changed["reward"][1:].equals(first["reward"][1:]) and changed["reward"][0] != first["reward"][0]
+    assert len(list(cache.glob("de/*.parquet"))) == 1  # German's older entry is gone

@@ -90,7 +90,7 @@ def test_saves_a_loadable_checkpoint_with_the_input_generation_config(dpo_start,
 def test_reports_every_step_and_a_positive_final_margin(dpo_start, precomputed):
     report, _, _ = precomputed
     assert len(report.losses) == len(report.reward_margins) == len(report.reward_accuracies) == STEPS
-    assert report.pairs == len(dpo_start[1])
+    assert report.pairs == report.trained_pairs == len(dpo_start[1])  # 20 steps x 8 see more than the 24 pairs
     # Policy and reference are the same weights at the first step: zero margin, loss log 2.
     assert report.reward_margins[0] == pytest.approx(0.0, abs=1e-5)
     assert report.losses[0] == pytest.approx(math.log(2), abs=1e-4)
@@ -127,3 +127,11 @@ def test_preference_rows_are_trl_conversations():
             "rejected": [{"role": "assistant", "content": "Three."}],
         }
     ]
+
+
+def test_only_the_pairs_training_draws_are_prepared_and_the_sample_is_seeded(dpo_start, tmp_path):
+    few = DPOSettings(steps=2, learning_rate=1e-3, batch_size=4)
+    first = train_dpo(dpo_start[0], dpo_start[1], tmp_path / "a", few)
+    assert (first.pairs, first.trained_pairs) == (24, 8)  # 2 steps x 4: the reference pass skips the other 16
+    again = train_dpo(dpo_start[0], dpo_start[1], tmp_path / "b", few)
+    assert again.losses == first.losses and again.reward_margins == first.reward_margins

@@ -15,6 +15,8 @@ import dagster as dg
 import psutil
 import pytest
 
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
 from aya_assets.cli import runner
 from aya_assets.cli.runner import (MATERIALIZE_TAG, STEP_TAG, MaterializeFailed, check_failures, materialize_all, plan,
                                    step_dependencies)
@@ -58,6 +60,48 @@ def test_plan_counts_every_run_of_the_tiny_graph_once():
     teacher = index["teacher_models [teacher_east_asian]"]
     assert index["reward_model"] not in dependencies[teacher] and index["student_base"] in dependencies[teacher]
     assert index["stage_quality"] not in dependencies[index["win_rates"]]
+
+
+def test_plan_splits_a_language_layer_into_ranges_that_run_side_by_side():
+    from aya_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    steps = plan(defs, chunks=2)
+    dependencies = step_dependencies(defs, steps)
+    index = {s.label: i for i, s in enumerate(steps)}
+    pool = [i for i, s in enumerate(steps) if s.label.startswith("pool_completions, reward_scores, arbitrage_sft [")]
+    assert len(pool) == 2 and [steps[i].note for i in pool] == [" (11 of 23 partitions, one run)", " (12 of 23 partitions, one run)"]
+    covered = [steps[i].tags for i in pool]  # contiguous ranges, together every language once
+    keys = defs.resolve_asset_graph().get(dg.AssetKey("pool_completions")).partitions_def.get_partition_keys()
+    assert (covered[0][ASSET_PARTITION_RANGE_START_TAG], covered[1][ASSET_PARTITION_RANGE_END_TAG]) == (keys[0], keys[-1])
+    assert keys.index(covered[1][ASSET_PARTITION_RANGE_START_TAG]) == keys.index(covered[0][ASSET_PARTITION_RANGE_END_TAG]) + 1
+    assert pool[0] not in dependencies[pool[1]]  # the halves overlap
+    assert set(pool) <= dependencies[index["sft_checkpoints [east_asian]"]]  # what reads them waits for both
+    assert len(plan(defs, chunks=1)) == len(steps) - 5  # the pool's, the translation pairs' and each online round's
+    assert "prompts" in index and "offline_pairs" in index  # no model runs there: one run is cheaper than two
+
+
+def test_a_layer_whose_asset_reads_another_partition_is_not_split():
+    languages = dg.StaticPartitionsDefinition(["en", "de", "fr"])
+    one_run = dict(partitions_def=languages, backfill_policy=dg.BackfillPolicy.single_run())
+
+    @dg.asset(**one_run, pool="gpu")
+    def rows() -> None: ...
+
+    @dg.asset(**one_run, ins={"rows": dg.AssetIn(partition_mapping=dg.StaticPartitionMapping({"en": ["en", "de", "fr"],
+                                                                                             "de": "de", "fr": "fr"}))})
+    def contrast(rows) -> None: ...
+
+    @dg.asset(**one_run)
+    def own(rows) -> None: ...
+
+    assert [s.label for s in plan(dg.Definitions(assets=[rows, contrast]), chunks=2)] == ["rows, contrast"]
+    assert [s.label for s in plan(dg.Definitions(assets=[rows, own]), chunks=2)] == ["rows, own [en]", "rows, own [de…fr]"]
+
+    @dg.asset(**one_run)
+    def light() -> None: ...
+
+    assert [s.label for s in plan(dg.Definitions(assets=[light]), chunks=2)] == ["light"]  # no pool: no model there
 
 
 # A graph whose steps only sleep, run for real in worker processes: root, then shard [a] and shard [b] (one run each,

@@ -8,12 +8,16 @@ Two kinds of reward model, told apart by the checkpoint's `config.json` architec
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
+from aya_assets.artifacts.tables import atomic_write_parquet
+from aya_assets.checkpoints.build import fingerprint
 from aya_assets.languages import langid
 
 if TYPE_CHECKING:
@@ -24,6 +28,9 @@ def _device(choice: str) -> str:
     import torch
 
     return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
+
+
+SCORE_SCHEMA = {"reward": pl.Float64, "language_confidence": pl.Float64}
 
 
 class RewardModelError(ValueError):
@@ -141,15 +148,38 @@ class Arbiter(dg.ConfigurableResource):
                 progress(min(done + self.batch_size, len(rows)), len(rows))
         return out
 
-    def score(self, frame: pl.DataFrame, checkpoint: Checkpoint, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
-        """Add reward, language_confidence and score to a frame with prompt, completion and language columns."""
+    def score(self, frame: pl.DataFrame, checkpoint: Checkpoint, progress: Callable[[int, int], None] | None = None,
+              cache: Path | None = None) -> pl.DataFrame:
+        """Add reward, language_confidence and score to a frame with prompt, completion and language columns.
+
+        With `cache` (a directory): each language's scores are kept under it, keyed on its rows, the model and the
+        settings, and read back instead of recomputed when those are the same (a second identical run scores
+        nothing, whichever partition ranges its runs cover); that language's older entries are dropped."""
         if frame.is_empty():
             return frame.with_columns(
                 reward=pl.lit(None, pl.Float64), language_confidence=pl.lit(None, pl.Float64), score=pl.lit(None, pl.Float64)
             )
+        if cache is None:
+            return frame.with_columns(self._scores(frame, checkpoint, progress))
+        parts = []
+        for (language,), rows in frame.with_row_index("_row").group_by("language", maintain_order=True):
+            digest = hashlib.sha256()
+            for column in ("prompt", "completion"):
+                digest.update("\x00".join(rows[column].to_list()).encode())
+            key = fingerprint(checkpoint.identity(), self.language_weight, self.max_length, digest.hexdigest())
+            path = cache / language / f"{key}.parquet"
+            if path.exists():
+                scores = pl.read_parquet(path)
+            else:
+                scores = self._scores(rows, checkpoint, progress)
+                atomic_write_parquet(scores, path)
+                for stale in set(path.parent.glob("*.parquet")) - {path}:
+                    stale.unlink(missing_ok=True)
+            parts.append(rows.select("_row").with_columns(scores))
+        return frame.with_columns(pl.concat(parts).sort("_row").drop("_row"))
+
+    def _scores(self, frame: pl.DataFrame, checkpoint: Checkpoint, progress) -> pl.DataFrame:
         rewards = self.rewards(checkpoint, frame["prompt"].to_list(), frame["completion"].to_list(), progress)
         fidelity = langid.confidence(frame["completion"].to_list(), frame["language"].to_list())
-        return frame.with_columns(
-            reward=pl.Series(rewards, dtype=pl.Float64),
-            language_confidence=pl.Series(fidelity, dtype=pl.Float64),
-        ).with_columns(score=pl.col("reward") + self.language_weight * pl.col("language_confidence"))
+        return pl.DataFrame({"reward": rewards, "language_confidence": fidelity}, schema=SCORE_SCHEMA).with_columns(
+            score=pl.col("reward") + self.language_weight * pl.col("language_confidence"))

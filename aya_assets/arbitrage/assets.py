@@ -79,11 +79,13 @@ def build_arbitrage_assets(profile: Profile) -> list:
         check_specs=[dg.AssetCheckSpec(LENGTH_CORRELATION, asset="reward_scores", description="reward hacking by length")],
     )
     def reward_scores(context: dg.AssetExecutionContext, pool_completions: pl.DataFrame, reward_model: Checkpoint,
-                      arbiter: Arbiter):
-        """The arbiter's score for every pool completion: reward, language confidence, and their combination."""
+                      arbiter: Arbiter, store: ArtifactStore):
+        """The arbiter's score for every pool completion: reward, language confidence, and their combination (read
+        back from the score cache when the same completions were scored by the same model and settings)."""
         scored = arbiter.score(
             pool_completions.drop("seconds"), reward_model,
             progress=lambda done, total: context.log.debug(f"scored {done}/{total}"),
+            cache=store.shards / "reward_scores",
         )
         yield dg.Output(scored, metadata={
             "mean_reward": float(scored["reward"].mean() or 0.0),

@@ -102,23 +102,42 @@ class Step:
     tags: dict
     partition_key: str | None = None
     note: str = ""
+    split: int | None = None  # the steps of one layer split into partition ranges share it, and do not wait for each other
 
 
-def plan(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> list[Step]:
+def _splittable(graph, layer: list[dg.AssetKey]) -> bool:
+    """Whether a single-run layer should run as several partition ranges side by side: one of its assets uses a pool
+    (a model generates or scores there: the work worth a second process), and every edge inside it maps a partition to
+    the same partition (an asset reading another language's rows, or its own earlier partitions, may not)."""
+    inside = set(layer)
+    return any(graph.get(key).pools for key in layer) and all(isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
+               for key in layer for parent in graph.get(key).parent_keys & inside)
+
+
+def plan(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None, chunks: int = 1) -> list[Step]:
+    """The steps in plan order. A single-run layer becomes `chunks` runs over contiguous partition ranges where that
+    pays (`_splittable`): the 23 languages' pool generation and scoring as two runs on two workers, not one on both
+    cores (one torch thread serves a tiny model about as fast as two)."""
     graph = defs.resolve_asset_graph()
     steps = []
-    for layer in layers(defs, selection):
+    for number, layer in enumerate(layers(defs, selection)):
         node = graph.get(layer[0])
         names = ", ".join(k.to_user_string() for k in layer)
         if node.partitions_def is None:
             steps.append(Step(layer, names, {}))
             continue
         keys = node.partitions_def.get_partition_keys()
-        if _single_run(node):
-            steps.append(Step(layer, names, {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
-                              note=f" ({len(keys)} partitions, one run)"))
-        else:
+        if not _single_run(node):
             steps += [Step(layer, f"{names} [{key}]", {}, key) for key in keys]
+            continue
+        parts = min(chunks, len(keys)) if _splittable(graph, layer) else 1
+        for i in range(parts):
+            part = keys[i * len(keys) // parts:(i + 1) * len(keys) // parts]
+            label, note = ((names, f" ({len(keys)} partitions, one run)") if parts == 1 else
+                           (f"{names} [{'…'.join(dict.fromkeys([part[0], part[-1]]))}]",
+                            f" ({len(part)} of {len(keys)} partitions, one run)"))
+            steps.append(Step(layer, label, {ASSET_PARTITION_RANGE_START_TAG: part[0], ASSET_PARTITION_RANGE_END_TAG: part[-1]},
+                              note=note, split=number if parts > 1 else None))
     return steps
 
 
@@ -144,7 +163,7 @@ def step_dependencies(defs: dg.Definitions, steps: list[Step]) -> list[set[int]]
                 ancestors.add(parent)
                 todo.append(parent)
         # Ancestors through assets outside the selection count too; an asset that depends on itself waits for its earlier partitions.
-        out.append({j for j in range(i) if ancestors.intersection(steps[j].keys)})
+        out.append({j for j in range(i) if (step.split is None or steps[j].split != step.split) and ancestors.intersection(steps[j].keys)})
     return out
 
 
@@ -235,7 +254,7 @@ def materialize_all(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    steps = plan(defs, selection)
+    steps = plan(defs, selection, chunks=workers)
     deps = step_dependencies(defs, steps)
     if pools:
         set_pool_limits(instance, pools)

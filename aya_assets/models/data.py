@@ -90,7 +90,7 @@ def mix_scripts(text: str, others: list[str], rng: random.Random) -> str:
 
 
 def reward_pairs(
-    prompts: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, max_tokens: int, seed: int, per_prompt: int = len(KINDS),
+    prompts: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, max_tokens: int, seed: int, per_prompt: int = len(CYCLE),
     split: str = "train",
 ) -> pl.DataFrame:
     """`per_prompt` pairs per prompt of `split` with a reference, cycling through CYCLE (training: the train split only;

@@ -119,7 +119,7 @@ def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, 
             report = train_dpo(init.local, trl_rows(table), tmp, settings)
             return {"losses": report.losses, "reward_margins": report.reward_margins,
                     "reward_accuracies": report.reward_accuracies, "seconds": round(report.seconds, 1),
-                    "pairs": report.pairs, "final_margin": report.final_margin, "final_accuracy": report.final_accuracy}
+                    "pairs": report.pairs, "trained_pairs": report.trained_pairs, "final_margin": report.final_margin, "final_accuracy": report.final_accuracy}
 
         def skip(tmp: Path) -> dict:
             # No pairs in this cluster's languages (all margins under min_margin, say): one empty cluster must not
@@ -226,8 +226,8 @@ def build_online_round(profile: Profile, recipe: Recipe, r: int, dpo: Stage, mer
     @dg.asset(name=scores, **per_lang, ins={"completions": dg.AssetIn(completions), "reward_model": dg.AssetIn()},
               kinds={"transformers", "parquet"}, code_version=CODE_VERSION, pool="gpu",
               description=f"Round {r}: the arbiter's scores for {completions}.")
-    def _scores(completions: pl.DataFrame, reward_model: Checkpoint, arbiter: Arbiter) -> pl.DataFrame:
-        return arbiter.score(completions.drop("seconds"), reward_model)
+    def _scores(completions: pl.DataFrame, reward_model: Checkpoint, arbiter: Arbiter, store: ArtifactStore) -> pl.DataFrame:
+        return arbiter.score(completions.drop("seconds"), reward_model, cache=store.shards / scores)
 
     @dg.asset(name=pairs, **per_lang, ins={"scores": dg.AssetIn(scores)},
               kinds={"polars", "parquet"}, code_version=CODE_VERSION, check_specs=[pairs_check(pairs)],
