@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aya_assets import paths
 from aya_assets.paths import profile_path
 from aya_assets.languages import DEFAULT_CLUSTERS, check_language, validate_clusters
-from aya_assets.checkpoints.files import TOKENIZER_FILES
+from aya_assets.checkpoints.files import REWARD_KIND_PROBLEM, TOKENIZER_FILES, reward_kind_of
 from aya_assets.training.settings import DPOSettings, TinyArchitecture, TrainSettings
 
 Split = Literal["train", "eval"]
@@ -412,6 +412,7 @@ class Profile(_Strict):
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as the hub spells a repo id
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+REWARD_MODEL_KEY = "models.reward_model.path"
 
 
 class ConfiguredModel(NamedTuple):
@@ -437,7 +438,7 @@ def configured_models(profile: Profile) -> list[ConfiguredModel]:
         if not served:
             out += [local(f"models.teachers.{i}.path", t.path, t.revision, t.name) for i, t in enumerate(models.teachers)]
         out += [local("models.student.path", models.student.path, models.student.revision),
-                local("models.reward_model.path", models.reward_model.path, models.reward_model.revision)]
+                local(REWARD_MODEL_KEY, models.reward_model.path, models.reward_model.revision)]
     if profile.evaluation.judge == "llm" and not served:
         out.append(local("evaluation.judge_model", profile.evaluation.judge_model))
     if profile.translation.translator == "nllb":
@@ -459,6 +460,10 @@ def _file_problem(model: ConfiguredModel, where: str, find: Callable[[str], Path
         return f"{model.key}: {where} has no weights ({', '.join(WEIGHT_FILES)}); {model.fix}"
     if not any(find(f) for f in TOKENIZER_FILES):
         return f"{model.key}: {where} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the model's tokenizer beside it"
+    if model.key == REWARD_MODEL_KEY:
+        architectures = json.loads(find("config.json").read_text(encoding="utf-8")).get("architectures")
+        if reward_kind_of(architectures) is None:
+            return f"{model.key}: {where}: {REWARD_KIND_PROBLEM.format(architectures=architectures or [])}"
     config = find("tokenizer_config.json")
     if model.chat and not any(find(f) for f in CHAT_TEMPLATE_FILES) and (
             config is None or "chat_template" not in json.loads(config.read_text(encoding="utf-8"))):

@@ -1,3 +1,4 @@
+import json
 import math
 import re
 import shutil
@@ -106,6 +107,10 @@ def zoo(tmp_path_factory, tiny_tokenizer):
         out[broken] = shutil.copytree(out["chat"], root / broken)
         for name in files:
             (out[broken] / name).unlink()
+    # A base model without a head: neither a reward model nor a causal LM the arbiter could score with.
+    out["bare_model"] = shutil.copytree(out["chat"], root / "bare_model")
+    config = json.loads((out["bare_model"] / "config.json").read_text())
+    (out["bare_model"] / "config.json").write_text(json.dumps(config | {"architectures": ["LlamaModel"]}))
     return out
 
 
@@ -127,6 +132,8 @@ BAD_CHECKPOINTS = [
     ({"teacher": "no_config"}, r"models\.teachers\.0\.path \(t\): .*no_config has no config\.json"),
     ({"student": "no_weights"}, r"models\.student\.path: .*no_weights has no weights \(model\.safetensors"),
     ({"reward": "no_tokenizer"}, r"models\.reward_model\.path: .*no_tokenizer has no tokenizer"),
+    ({"reward": "bare_model"}, r"models\.reward_model\.path: .*bare_model: config\.json's architectures \['LlamaModel'\] "
+                               r"name neither a sequence classifier .* nor a causal LM"),
     ({"teacher": "no_template"}, r"models\.teachers\.0\.path \(t\): .*no_template has no chat template"),
     ({"judge": "no_template"}, r"evaluation\.judge_model: .*no_template has no chat template"),
     ({"translator": "no_config"}, r"translation\.model: .*no_config has no config\.json.*set translation\.translator: none"),
@@ -149,12 +156,13 @@ def test_complete_local_checkpoints_load(write_profile, zoo):
     assert hub_problems(profile) == []
 
 
-def test_arbiter_scores_with_the_configured_reward_model(write_profile, zoo):
+@pytest.mark.parametrize("reward", ["reward", "chat"])  # a sequence classifier, a causal LM scored by likelihood
+def test_arbiter_scores_with_the_configured_reward_model(write_profile, zoo, reward):
     from aya_assets.checkpoints.io import located
 
-    defs = build_definitions(write_profile(**zoo_profile(zoo)))
+    defs = build_definitions(write_profile(**zoo_profile(zoo, reward=reward)))
     reward_model = located(defs.resources["store"], "reward_model")
-    assert reward_model.path == str(zoo["reward"])  # not data/models/reward_model, which only a built profile has
+    assert reward_model.path == str(zoo[reward])  # not data/models/reward_model, which only a built profile has
     [reward] = defs.resources["arbiter"].rewards(reward_model, ["Hello, how are you?"], ["bonjour le monde"])
     assert math.isfinite(reward)
 

@@ -18,6 +18,7 @@ from pydantic import PrivateAttr
 
 from aya_assets.artifacts.tables import atomic_write_parquet
 from aya_assets.checkpoints.build import fingerprint
+from aya_assets.checkpoints.files import REWARD_KIND_PROBLEM, reward_kind_of
 from aya_assets.languages import langid
 
 if TYPE_CHECKING:
@@ -41,14 +42,11 @@ def reward_kind(checkpoint: Checkpoint) -> str:
     """"classifier" or "likelihood", from the checkpoint's architectures; RewardModelError for anything else."""
     from transformers import AutoConfig
 
-    architectures = AutoConfig.from_pretrained(checkpoint.path, revision=checkpoint.revision).architectures or []
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
-        return "classifier"
-    if any(a.endswith("ForCausalLM") for a in architectures):
-        return "likelihood"
-    raise RewardModelError(
-        f"{checkpoint.path}: config.json's architectures {architectures} name neither a sequence classifier (a reward "
-        f"model with one label) nor a causal LM (scored by likelihood); point models.reward_model.path at one of them")
+    architectures = AutoConfig.from_pretrained(checkpoint.path, revision=checkpoint.revision).architectures
+    kind = reward_kind_of(architectures)
+    if kind is None:
+        raise RewardModelError(f"{checkpoint.path}: {REWARD_KIND_PROBLEM.format(architectures=architectures or [])}")
+    return kind
 
 
 class Arbiter(dg.ConfigurableResource):

@@ -77,6 +77,21 @@ class CheckpointError(ValueError):
     """A checkpoint that must not be used; the message names the directory and the file or tensor."""
 
 
+REWARD_KIND_PROBLEM = ("config.json's architectures {architectures} name neither a sequence classifier (a reward model "
+                       "with one label) nor a causal LM (scored by likelihood); point models.reward_model.path at one of them")
+
+
+def reward_kind_of(architectures: list[str] | None) -> str | None:
+    """How the arbiter scores with a checkpoint of these config.json architectures: "classifier" (a sequence
+    classifier's scalar), "likelihood" (a causal LM's mean log-probability of the answer), or None (neither)."""
+    names = architectures or []
+    if any(name.endswith("ForSequenceClassification") for name in names):
+        return "classifier"
+    if any(name.endswith("ForCausalLM") for name in names):
+        return "likelihood"
+    return None
+
+
 def model_identity(path: str | Path, revision: str | None = None) -> str:
     """What a model is for cache keys: the content hash of a local checkpoint, else its hub id and revision."""
     local = Path(path)
