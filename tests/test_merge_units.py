@@ -24,10 +24,15 @@ def test_merge_weights_copy_the_configured_mapping():
     assert configured == {"a": 1.0}
 
 
-@pytest.mark.parametrize("sizes", [{}, {"a": 0, "b": 0}])
-def test_merge_weights_without_training_rows_is_an_error(sizes):
+@pytest.mark.parametrize("sizes, skipped", [({}, set()), ({"a": 0, "b": 0}, set()), ({"a": 0, "b": 0}, {"a"})])
+def test_merge_weights_without_training_rows_is_an_error(sizes, skipped):
     with pytest.raises(ValueError, match="cannot weight a merge by data size: no training rows recorded in"):
-        merge_weights(None, sizes)
+        merge_weights(None, sizes, skipped)
+
+
+def test_a_merge_of_clusters_that_all_were_skipped_weighs_them_equally():
+    # Each is the round's input passed on unchanged (no pairs anywhere): any weights give that input back.
+    assert merge_weights(None, {"a": 0, "b": 0}, {"a", "b"}) == {"a": 0.5, "b": 0.5}
 
 
 HEAD = {"dtype": "float32"}

@@ -36,7 +36,11 @@ def merged_asset(stage: Stage, recipe: Recipe, profile: Profile, description: st
     def _merged(context: dg.AssetExecutionContext, models: dict[str, Checkpoint], base: Checkpoint, store: ArtifactStore):
         records = {c: build_record(models[c].local) for c in clusters}
         sizes = {c: int(r.get("examples") or r.get("pairs") or 0) for c, r in records.items()}
-        weights = merge_weights(cfg.weights, sizes)
+        skipped = {c for c, r in records.items() if r.get("skipped")}
+        weights = merge_weights(cfg.weights, sizes, skipped)
+        if skipped == set(clusters):
+            context.log.warning(f"{stage.asset}: every cluster of {stage.starts_from} was skipped (no pairs) and is its "
+                                f"input unchanged; merged with equal weights, that input is the merge")
         out = located(store, stage.asset)
 
         def build(tmp):

@@ -32,11 +32,16 @@ class MergeError(ValueError):
     """A merge that must not happen; the message names the checkpoint and tensor."""
 
 
-def merge_weights(configured: dict[str, float] | None, sizes: dict[str, int]) -> dict[str, float]:
-    """Configured weights, or each cluster's share of the training rows (the paper's data-proportional default)."""
+def merge_weights(configured: dict[str, float] | None, sizes: dict[str, int], skipped: set[str] = frozenset()) -> dict[str, float]:
+    """Configured weights, or each cluster's share of the training rows (the paper's data-proportional default).
+
+    `skipped`: clusters whose step trained nothing (no pairs) and passed its input on. When every cluster was, all
+    are that same input, and equal weights merge it back to itself."""
     if configured is not None:
         return dict(configured)
     total = sum(sizes.values())
+    if total <= 0 and sizes and set(sizes) <= set(skipped):
+        return {cluster: 1 / len(sizes) for cluster in sizes}
     if total <= 0:
         raise ValueError(f"cannot weight a merge by data size: no training rows recorded in {sizes}")
     return {cluster: size / total for cluster, size in sizes.items()}
