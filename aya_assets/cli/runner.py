@@ -110,8 +110,9 @@ def _splittable(graph, layer: list[dg.AssetKey]) -> bool:
     (a model generates or scores there: the work worth a second process), and every edge inside it maps a partition to
     the same partition (an asset reading another language's rows, or its own earlier partitions, may not)."""
     inside = set(layer)
-    return any(graph.get(key).pools for key in layer) and all(isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
-               for key in layer for parent in graph.get(key).parent_keys & inside)
+    identity = all(isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
+                   for key in layer for parent in graph.get(key).parent_keys & inside)
+    return identity and any(graph.get(key).pools for key in layer)
 
 
 def plan(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None, chunks: int = 1) -> list[Step]:

@@ -40,7 +40,7 @@ def merged_asset(stage: Stage, recipe: Recipe, profile: Profile, description: st
         weights = merge_weights(cfg.weights, sizes, skipped)
         if skipped == set(clusters):
             context.log.warning(f"{stage.asset}: every cluster of {stage.starts_from} was skipped (no pairs) and is its "
-                                f"input unchanged; merged with equal weights, that input is the merge")
+                                f"input unchanged, so the merge is that input")
         out = located(store, stage.asset)
 
         def build(tmp):
