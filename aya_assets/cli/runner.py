@@ -311,7 +311,7 @@ def _with_workers(defs, instance, steps: list[Step], deps, tags, previous, run_c
     pending, running = list(range(len(steps))), {}  # running: future -> (step, when it started)
     done, seconds, results = set(), [], {}
     failure: tuple[int, BaseException] | None = None
-    started = time.perf_counter()
+    started, ended = time.perf_counter(), False
     try:
         while pending or running:
             ready = [] if failure else _ready(pending, deps, done)
@@ -346,26 +346,35 @@ def _with_workers(defs, instance, steps: list[Step], deps, tags, previous, run_c
                 results[i] = _result(defs, instance, steps[i], run_id)
                 done.add(i)
                 say(f"{prefix(i)} — {timing(i, took)}" + "".join(f"; {text}" for text in trained))
+        ended = True
     finally:
-        # Every step has ended here, unless this was Ctrl-C (or an error here): no worker outlives this call either way.
-        pool.shutdown(wait=False, cancel_futures=True)
-        ours = set(multiprocessing.active_children()) - before
-        # Idle workers end at once; Dagster takes SIGTERM as Ctrl-C: a running step stops, its run recorded as failed.
-        for child in ours:
-            child.terminate()
-        try:
-            wait(running, timeout=INTERRUPT_GRACE_S)
-        finally:
-            for child in ours:  # stuck past the grace
-                child.kill()
-                child.join()
-            # With its workers gone the pool's manager thread ends; joined here, it cannot hold up the interpreter's exit
-            # (concurrent.futures joins it at exit, which after Ctrl-C once kept `aya` alive past a minute in CI).
-            pool.shutdown(wait=True, cancel_futures=True)
-            _close_unfinished(instance, tags[0][MATERIALIZE_TAG])  # runs whose worker died (killed, out of memory)
+        if ended:
+            # Every step has ended: the idle workers exit on their own, so what their steps' libraries left open
+            # (semaphores, shared memory) is cleaned up, not reported as leaked when `aya` exits.
+            pool.shutdown(wait=True)
+        else:
+            _stop_workers(pool, set(multiprocessing.active_children()) - before, running)
+        _close_unfinished(instance, tags[0][MATERIALIZE_TAG])  # runs whose worker died (killed, out of memory)
     if failure is not None:
         raise _failed(instance, tags[failure[0]]) from failure[1]
     return results
+
+
+def _stop_workers(pool: ProcessPoolExecutor, ours: set, running: dict) -> None:
+    """After Ctrl-C (or an error here), with steps perhaps still running: no worker outlives the call."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    # Idle workers end at once; Dagster takes SIGTERM as Ctrl-C: a running step stops, its run recorded as failed.
+    for child in ours:
+        child.terminate()
+    try:
+        wait(running, timeout=INTERRUPT_GRACE_S)
+    finally:
+        for child in ours:  # stuck past the grace
+            child.kill()
+            child.join()
+        # With its workers gone the pool's manager thread ends; joined here, it cannot hold up the interpreter's exit
+        # (concurrent.futures joins it at exit, which after Ctrl-C once kept `aya` alive past a minute in CI).
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _close_unfinished(instance: dg.DagsterInstance, call: str) -> None:
