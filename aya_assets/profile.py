@@ -412,7 +412,6 @@ class Profile(_Strict):
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as the hub spells a repo id
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
-REWARD_MODEL_KEY = "models.reward_model.path"
 
 
 class ConfiguredModel(NamedTuple):
@@ -423,6 +422,7 @@ class ConfiguredModel(NamedTuple):
     revision: str | None
     chat: bool  # prompted (or scored) through its chat template
     fix: str  # what to change when it cannot be used
+    reward: bool = False  # the arbiter scores with it: a sequence classifier or a causal LM
 
 
 def configured_models(profile: Profile) -> list[ConfiguredModel]:
@@ -430,15 +430,15 @@ def configured_models(profile: Profile) -> list[ConfiguredModel]:
     served = profile.generation.backend == "endpoint"  # teachers and the judge are then names on the server
     models, out = profile.models, []
 
-    def local(key: str, path: str, revision: str | None = None, name: str | None = None) -> ConfiguredModel:
+    def local(key: str, path: str, revision: str | None = None, name: str | None = None, reward: bool = False) -> ConfiguredModel:
         return ConfiguredModel(f"{key} ({name})" if name else key, path, revision, True,
-                               f"point {key} at a local checkpoint directory")
+                               f"point {key} at a local checkpoint directory", reward)
 
     if not models.build:
         if not served:
             out += [local(f"models.teachers.{i}.path", t.path, t.revision, t.name) for i, t in enumerate(models.teachers)]
         out += [local("models.student.path", models.student.path, models.student.revision),
-                local(REWARD_MODEL_KEY, models.reward_model.path, models.reward_model.revision)]
+                local("models.reward_model.path", models.reward_model.path, models.reward_model.revision, reward=True)]
     if profile.evaluation.judge == "llm" and not served:
         out.append(local("evaluation.judge_model", profile.evaluation.judge_model))
     if profile.translation.translator == "nllb":
@@ -460,7 +460,7 @@ def _file_problem(model: ConfiguredModel, where: str, find: Callable[[str], Path
         return f"{model.key}: {where} has no weights ({', '.join(WEIGHT_FILES)}); {model.fix}"
     if not any(find(f) for f in TOKENIZER_FILES):
         return f"{model.key}: {where} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save the model's tokenizer beside it"
-    if model.key == REWARD_MODEL_KEY:
+    if model.reward:
         architectures = json.loads(find("config.json").read_text(encoding="utf-8")).get("architectures")
         if reward_kind_of(architectures) is None:
             return f"{model.key}: {where}: {REWARD_KIND_PROBLEM.format(architectures=architectures or [])}"

@@ -159,12 +159,12 @@ class Arbiter(dg.ConfigurableResource):
             )
         if cache is None:
             return frame.with_columns(self._scores(frame, checkpoint, progress))
-        parts = []
+        parts, model = [], checkpoint.identity()
         for (language,), rows in frame.with_row_index("_row").group_by("language", maintain_order=True):
             digest = hashlib.sha256()
             for column in ("prompt", "completion"):
                 digest.update("\x00".join(rows[column].to_list()).encode())
-            key = fingerprint(checkpoint.identity(), self.language_weight, self.max_length, digest.hexdigest())
+            key = fingerprint(model, self.language_weight, self.max_length, digest.hexdigest())
             path = cache / language / f"{key}.parquet"
             if path.exists():
                 scores = pl.read_parquet(path)

@@ -119,7 +119,8 @@ def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, 
             report = train_dpo(init.local, trl_rows(table), tmp, settings)
             return {"losses": report.losses, "reward_margins": report.reward_margins,
                     "reward_accuracies": report.reward_accuracies, "seconds": round(report.seconds, 1),
-                    "pairs": report.pairs, "trained_pairs": report.trained_pairs, "final_margin": report.final_margin, "final_accuracy": report.final_accuracy}
+                    "pairs": report.pairs, "trained_pairs": report.trained_pairs, "final_margin": report.final_margin,
+                    "final_accuracy": report.final_accuracy}
 
         def skip(tmp: Path) -> dict:
             # No pairs in this cluster's languages (all margins under min_margin, say): one empty cluster must not

@@ -30,7 +30,9 @@ class DPOReport:
     reward_accuracies: list[float]  # TRL's rewards/accuracies: share of pairs whose chosen reward is higher
     seconds: float  # loading, tokenisation, reference pass and training (not saving)
     pairs: int  # pairs given: the cluster's data, which a data-proportional merge weighs it by
-    trained_pairs: int  # of those, the ones training drew from (at most steps x batch, sampled), after TRL drops those whose prompt alone fills max_length
+    # Of those, the ones training drew from: at most steps x batch, sampled, after TRL drops those whose prompt alone
+    # fills max_length.
+    trained_pairs: int
     final_margin: float  # the last logging step's values
     final_accuracy: float
 
