@@ -277,9 +277,39 @@ class ArbiterConfig(_Strict):
     _device = field_validator("device")(check_device)
 
 
+class RouterConfig(_Strict):
+    """The learned router (arbitrage/router.py): TF-IDF character n-grams of language and prompt, logistic regression."""
+
+    ngram_range: tuple[int, int] = (1, 3)
+    regularization: float = Field(1.0, gt=0.0)  # logistic regression's C (higher: less regularised)
+    holdout: float = Field(0.2, ge=0.0, lt=1.0)  # share of the calibration slice kept out of training, for accuracy
+    # The learned_<k> baseline students trained on the full pool's scores restricted to what top-k routing generates,
+    # next to reward, fixed and random routing in the cost-quality comparison. [] for none; k >= the pool's size is
+    # reward routing itself and is left out.
+    compare_topk: list[int] = [1, 2]
+
+    @field_validator("compare_topk")
+    @classmethod
+    def _topk(cls, value):
+        if any(k < 1 for k in value):
+            raise ValueError(f"compare_topk: every k must be at least 1, got {value}")
+        return value
+
+    @field_validator("ngram_range")
+    @classmethod
+    def _ngrams(cls, value):
+        if not 1 <= value[0] <= value[1]:
+            raise ValueError(f"ngram_range must be [low, high] with 1 <= low <= high, got {list(value)}")
+        return value
+
+
 class ArbitrageConfig(_Strict):
-    routing: str = Field("reward", pattern=r"^(reward|fixed|random|single:[A-Za-z0-9_.-]+)$")
-    calibration_fraction: float = Field(0.25, gt=0.0, le=1.0)  # train prompts that decide `fixed` routing
+    # learned: a router trained on the calibration slice picks the teachers that generate everywhere else.
+    routing: str = Field("reward", pattern=r"^(reward|learned|fixed|random|single:[A-Za-z0-9_.-]+)$")
+    # Train prompts every pool teacher answers: they decide `fixed` routing and train the router.
+    calibration_fraction: float = Field(0.25, gt=0.0, le=1.0)
+    learned_topk: int = Field(1, ge=1)  # routing `learned`: teachers that answer each prompt outside the slice
+    router: RouterConfig = RouterConfig()
     max_degenerate_rate: float = Field(0.3, ge=0.0, le=1.0)
     max_reward_length_correlation: float = Field(0.6, ge=0.0, le=1.0)
 
@@ -383,6 +413,14 @@ class Profile(_Strict):
         teachers = [t.name for t in self.models.teachers]
         if self.arbitrage.routing.startswith("single:") and self.arbitrage.routing[7:] not in teachers:
             raise ValueError(f"arbitrage.routing: unknown teacher {self.arbitrage.routing[7:]!r}; teachers: {teachers}")
+        pool, arbitrage = self.pool_teachers, self.arbitrage
+        if arbitrage.learned_topk > len(pool):
+            raise ValueError(f"arbitrage.learned_topk: {arbitrage.learned_topk} is more teachers than the pool has "
+                             f"({len(pool)}: {pool})")
+        if arbitrage.routing == "learned" and self.training.baselines:
+            raise ValueError("arbitrage.routing learned generates only the router's teachers outside the calibration slice, "
+                             "so the single-teacher and routing baselines have no data: set training.baselines: false "
+                             "(or compare routings under routing: reward, which simulates learned_k from the full pool)")
         if self.merge.weights is not None and set(self.merge.weights) != set(self.clusters):
             raise ValueError(f"merge.weights must name every cluster exactly: {sorted(self.clusters)}")
         if self.merge.method == "slerp" and len(self.clusters) != 2:
@@ -405,6 +443,11 @@ class Profile(_Strict):
     @property
     def pool_teachers(self) -> list[str]:
         return [t.name for t in self.models.teachers if t.in_pool]
+
+    @property
+    def compared_topk(self) -> list[int]:
+        """arbitrage.router.compare_topk below the pool's size (top-|pool| routing is reward routing), sorted."""
+        return sorted({k for k in self.arbitrage.router.compare_topk if k < len(self.pool_teachers)})
 
 
 # --- the checkpoints a profile names: checked at load (local) and before the first GPU step (hub) ---------------

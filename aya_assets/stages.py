@@ -13,9 +13,11 @@ from aya_assets.profile import Profile
 Partitioning = Literal["none", "teacher", "baseline", "cluster"]
 Role = Literal["model", "train", "merge"]  # built or configured at the start; trained from `starts_from`; merged
 
-# Besides each single teacher: random routing, and reward routing in one all-language student (no clusters, no
-# merge), so that evaluation separates what routing buys from what cluster SFT + merge adds or costs.
-ROUTING_BASELINES = ("random", "reward")
+# Besides each single teacher: random and fixed routing, learned top-k routing (the full pool's scores restricted to
+# what the router's teachers would have generated), and reward routing, each in one all-language student (no clusters,
+# no merge), so that evaluation separates what routing buys, and at what generation cost, from what cluster SFT + merge
+# adds or costs.
+ROUTING_BASELINES = ("random", "fixed", "reward")
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,21 @@ class Evaluated:
     partition: str | None
 
 
+def routing_keys(profile: Profile) -> list[str]:
+    """The routing baselines in chart order: random, fixed, learned_<k> for each compared k, reward."""
+    return ["random", "fixed", *(f"learned_{k}" for k in profile.compared_topk), "reward"]
+
+
 def baseline_keys(profile: Profile) -> list[str]:
-    """The single-routing SFT baselines: one per pool teacher, then random and reward routing."""
-    return [f"single_{t}" for t in profile.pool_teachers] + list(ROUTING_BASELINES)
+    """The single-routing SFT baselines: one per pool teacher, then the routing baselines."""
+    return [f"single_{t}" for t in profile.pool_teachers] + routing_keys(profile)
 
 
-def baseline_routing(key: str) -> str:
-    """The routing rule a baseline partition trains with (`single_x` -> `single:x`)."""
-    return key if key in ROUTING_BASELINES else "single:" + key.removeprefix("single_")
+def baseline_routing(key: str) -> tuple[str, int | None]:
+    """The routing rule a baseline partition trains with (`single_x` -> `single:x`), and learned routing's k."""
+    if key.startswith("learned_"):
+        return "learned", int(key.removeprefix("learned_"))
+    return (key if key in ROUTING_BASELINES else "single:" + key.removeprefix("single_")), None
 
 
 class Recipe:

@@ -125,11 +125,12 @@ def test_no_eval_prompt_reaches_any_model(graph):
         prompts.filter(pl.col("split") == "eval")["reference"]
     )
     used = [pl.read_parquet(p) for p in (data / "models").rglob("training_data.parquet")]
-    # 5 teachers, student, reward model, 4 cluster SFTs, 6 baselines, 4 offline DPOs, 4 online DPOs.
-    assert len(used) == 5 + 1 + 1 + 4 + 6 + 4 + 4
+    # 5 teachers, student, reward model, 4 cluster SFTs, 9 baselines (4 single teachers, random, fixed, learned top-1
+    # and top-2, reward), 4 offline DPOs, 4 online DPOs.
+    assert len(used) == 5 + 1 + 1 + 4 + 9 + 4 + 4
     assert not eval_ids & set(pl.concat(used, how="diagonal")["prompt_id"])
-    # Nothing that trains (pool, arbitrage, pairs, online samples) sees an eval prompt either.
-    for asset in ("pool_completions", "arbitrage_sft", "offline_pairs", "translation_pairs", "online_1_completions"):
+    # Nothing that trains (pool, router, arbitrage, pairs, online samples) sees an eval prompt either.
+    for asset in ("pool_completions", "router", "arbitrage_sft", "offline_pairs", "translation_pairs", "online_1_completions"):
         assert not eval_ids & set(read(data, asset)["prompt_id"]), asset
     # The tokenizer saw only train text: its build record counts exactly the train prompts and references.
     build = json.loads((data / "models" / "tokenizer" / "aya_build.json").read_text())
@@ -226,6 +227,33 @@ def test_win_rates_report_and_charts(graph):
     generations = read(data, "eval_generations")
     eval_ids = set(read(data, "prompts").filter(pl.col("split") == "eval")["prompt_id"])
     assert set(generations["prompt_id"]) == eval_ids
+
+
+def test_routing_comparison_puts_each_routing_cost_beside_its_student(graph):
+    data, _, _, results = graph
+    table, costs, pool = read(data, "routing_comparison"), read(data, "routing_costs"), read(data, "pool_completions")
+    assert table["routing"].to_list() == ["random", "fixed", "learned_1", "learned_2", "reward"]
+    by = {r["routing"]: r for r in table.iter_rows(named=True)}
+    # Costs are the real pool's: reward routing generated all of it, learned top-1 the slice plus one teacher each.
+    assert by["reward"]["completions"] == pool.height and by["reward"]["teacher_seconds"] == pytest.approx(pool["seconds"].sum())
+    ranks = read(data, "router")
+    calibration = ranks.filter("calibration")["prompt_id"].n_unique()
+    assert by["learned_1"]["share_of_reward"] <= 1 / POOL_TEACHERS + calibration / ranks["prompt_id"].n_unique() + 1e-9
+    assert set(costs["routing"]) >= set(table["routing"])
+    # Each student's rates come from real judgements: vs the best single teacher (win_rates) and vs reward's own.
+    for r in ("random", "fixed", "learned_1", "learned_2"):
+        assert 0 <= by[r]["win_rate_vs_reward"] <= 1 and by[r]["reward_ci_low"] <= by[r]["win_rate_vs_reward"] <= by[r]["reward_ci_high"]
+    assert by["reward"]["win_rate_vs_reward"] is None  # the reference itself
+    rates = read(data, "win_rates").filter((pl.col("language") == "all") & (pl.col("stage") == "learned_1")
+                                           & (pl.col("baseline") == by["learned_1"]["best_single"]))
+    assert by["learned_1"]["win_rate_vs_best_single"] == rates["win_rate"][0]
+    report = (data / "reports" / "latest.md").read_text()
+    assert report.index("## Step by step") < report.index("## Routing: quality against generation cost")
+    assert (data / "reports" / "routing_comparison.png").read_bytes()[:4] == b"\x89PNG"
+    # The learned_1 baseline trained only on completions learned top-1 routing generates.
+    card_rows = pl.read_parquet(data / "models" / "baseline_sft" / "learned_1" / "training_data.parquet")
+    top = ranks.filter(pl.col("calibration") | (pl.col("rank") == 1)).select("prompt_id", "teacher")
+    assert card_rows.join(top, on=["prompt_id", "teacher"], how="anti").is_empty()
 
 
 def test_stage_quality_per_stage_and_language(graph):

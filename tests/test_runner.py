@@ -284,3 +284,19 @@ def test_a_worker_that_dies_fails_its_step_and_leaves_no_run_open(home, tmp_path
         "root": "SUCCESS", "shard [a]": "FAILURE", "shard [b]": "FAILURE"}
     assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
     assert multiprocessing.active_children() == []
+
+
+def test_the_assets_of_a_multi_asset_that_cannot_be_subset_are_one_step():
+    @dg.asset
+    def rows() -> None: ...
+
+    @dg.multi_asset(outs={"model": dg.AssetOut(), "model_accuracy": dg.AssetOut()}, deps=[rows])
+    def model():
+        yield dg.Output(None, output_name="model")
+        yield dg.Output(None, output_name="model_accuracy")
+
+    @dg.asset(deps=["model"])
+    def uses_model() -> None: ...
+
+    steps = plan(dg.Definitions(assets=[rows, model, uses_model]))
+    assert [sorted(k.to_user_string() for k in s.keys) for s in steps] == [["rows"], ["model", "model_accuracy"], ["uses_model"]]

@@ -206,9 +206,9 @@ def test_lineage_reaches_the_configured_checkpoints(zoo_run):
 
 
 def test_a_second_identical_run_trains_and_generates_nothing(zoo_run):
-    # SFT: 7 baselines + 4 clusters; DPO: 4 offline + 4 online. Generation: pool, translation source, online samples,
-    # 15 eval stages, the judge.
-    assert zoo_run["calls"]["first"]["train"] == 19 and zoo_run["calls"]["first"]["generate"] > 20
+    # SFT: 10 baselines (5 single teachers, random, fixed, learned top-1 and top-2, reward) + 4 clusters; DPO: 4
+    # offline + 4 online. Generation: pool, translation source, online samples, 18 eval stages, the judge.
+    assert zoo_run["calls"]["first"]["train"] == 22 and zoo_run["calls"]["first"]["generate"] > 20
     assert zoo_run["calls"]["second"] == {"generate": 0, "train": 0}
     assert zoo_run["after"] == zoo_run["before"]  # no shard or weight file written, none deleted
     second = zoo_run["second"]

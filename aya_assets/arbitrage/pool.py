@@ -68,11 +68,14 @@ def model_shards(language_dir: Path, teacher: str, owner: str) -> set[Path]:
     return set(language_dir.glob(f"{teacher}-{owner}-[0-9][0-9][0-9][0-9]-*.parquet"))
 
 
-def plan_shards(prompts: pl.DataFrame, teachers: list[str], shard_size: int) -> list[Shard]:
-    """Teacher-major order, so each model is loaded once per run."""
+def plan_shards(prompts: pl.DataFrame, teachers: list[str], shard_size: int,
+                only: dict[str, set[str]] | None = None) -> list[Shard]:
+    """Teacher-major order, so each model is loaded once per run. `only`: the prompt ids each teacher answers (learned
+    routing), where not every teacher answers every prompt; a teacher it leaves out answers none."""
     shards = []
     for teacher in teachers:
-        for (language,), group in prompts.sort("prompt_id").group_by("language", maintain_order=True):
+        mine = prompts if only is None else prompts.filter(pl.col("prompt_id").is_in(list(only.get(teacher, ()))))
+        for (language,), group in mine.sort("prompt_id").group_by("language", maintain_order=True):
             ids, texts = group["prompt_id"].to_list(), group["text"].to_list()
             for index, start in enumerate(range(0, len(ids), shard_size)):
                 chunk = slice(start, start + shard_size)
@@ -109,12 +112,14 @@ def generate_pool(
     shard_size: int,
     log: Callable[[str], None] = print,
     profile: str = "",
+    only: dict[str, set[str]] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Every teacher in `models` answers every prompt `sampling.n` times; returns the table and shard counts.
+    """Every teacher in `models` answers every prompt (or its prompts in `only`) `sampling.n` times; returns the table
+    and shard counts.
 
     `profile` (the profile's name) and each model's location own its shards, see `owner_key`.
     """
-    shards = plan_shards(prompts, list(models), shard_size)
+    shards = plan_shards(prompts, list(models), shard_size, only)
     owners = {name: owner_key(profile, location) for name, location in models.items()}
     settings = {s: sampling.model_copy(update={"seed": s.seed(sampling.seed)}) for s in shards}
     frames, counts = run_shards(

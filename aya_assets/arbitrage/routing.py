@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-ROUTINGS = ("reward", "fixed", "random", "single:<teacher>")
+ROUTINGS = ("reward", "learned", "fixed", "random", "single:<teacher>")
 KEYS = ["prompt_id", "teacher", "sample"]
 
 
@@ -49,12 +49,13 @@ def best_teacher_per_language(scores: pl.LazyFrame, fraction: float) -> pl.LazyF
 
 
 def route(scores: pl.DataFrame | pl.LazyFrame, routing: str, *, seed: int = 0, calibration_fraction: float = 0.25) -> pl.DataFrame:
-    """One row per prompt: the chosen (teacher, sample) and its score, for `reward|fixed|random|single:<teacher>`.
+    """One row per prompt: the chosen (teacher, sample) and its score, for `reward|learned|fixed|random|single:<teacher>`.
 
-    `scores` has one row per completion with at least prompt_id, language, teacher, sample, score.
+    `scores` has one row per completion with at least prompt_id, language, teacher, sample, score. `learned` picks as
+    `reward` does, among what the router's teachers generated (router.routed keeps only those rows).
     """
     lf = scores.lazy()
-    if routing == "reward":
+    if routing in ("reward", "learned"):
         chosen = _best_per_prompt(lf)
     elif routing == "fixed":
         best = best_teacher_per_language(lf, calibration_fraction)

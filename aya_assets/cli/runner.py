@@ -46,18 +46,30 @@ def _single_run(node) -> bool:
 def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> list[list[dg.AssetKey]]:
     """Selected asset keys in dependency order, grouped into runs of consecutive single-run-backfill keys sharing a
     partitioning. An unpartitioned asset is a step of its own, so that two of them that do not depend on each other
-    (the reward model and the teachers after student_base; stage_quality and win_rates) can run side by side."""
+    (the reward model and the teachers after student_base; stage_quality and win_rates) can run side by side; the
+    assets of one multi-asset that cannot be subset (router and router_accuracy) are one step."""
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
     if selection is not None:
         keys = [k for k in keys if k in set(selection)]
     out: list[list[dg.AssetKey]] = []
+    placed: set[dg.AssetKey] = set()
     for key in keys:
+        if key in placed:
+            continue
         node = graph.get(key)
+        assets_def = graph.assets_def_for_key(key)
+        if len(assets_def.keys) > 1 and not assets_def.can_subset:
+            siblings = [k for k in keys if k in assets_def.keys]
+            out.append(siblings)
+            placed |= set(siblings)
+            continue
         if out:
             last = graph.get(out[-1][0])
-            # Single-run-backfill assets of one partitioning share a run with their upstreams.
-            if node.partitions_def is not None and last.partitions_def == node.partitions_def and _single_run(node) and _single_run(last):
+            # Single-run-backfill assets of one partitioning and recipe step (group: one stage job runs them) share a
+            # run with their upstreams.
+            if (node.partitions_def is not None and last.partitions_def == node.partitions_def and _single_run(node)
+                    and _single_run(last) and node.group_name == last.group_name):
                 out[-1].append(key)
                 continue
         out.append([key])

@@ -12,6 +12,7 @@ from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
 from aya_assets.checkpoints.io import BY_PARTITION, Checkpoint
 from aya_assets.evaluation import report
+from aya_assets.evaluation import routing as routing_report
 from aya_assets.evaluation.judge import Judge, references_at_budget
 from aya_assets.evaluation.quality import stage_quality as quality_table
 from aya_assets.evaluation.winrates import (BEST_SINGLE, BestSingle, Findings, VerdictShards,
@@ -20,7 +21,7 @@ from aya_assets.evaluation.winrates import (BEST_SINGLE, BestSingle, Findings, V
                                             unparsed_example, unparsed_shares, zero_width_intervals)
 from aya_assets.generation import GenerationBackend, sampling_settings
 from aya_assets.profile import EvaluationConfig, Profile
-from aya_assets.stages import Recipe
+from aya_assets.stages import Recipe, routing_keys
 
 GROUP = "evaluation"
 CODE_VERSION = "2"  # 2: references cut to the generation budget; best single chosen on its own slice
@@ -212,4 +213,50 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
             pl.col("exact_match", "ci_low", "ci_high").round(3), pl.col("chrf").round(1))
         return dg.Output(result, metadata={"overall": dg.MetadataValue.md(markdown_table(overall, rows=overall.height))})
 
-    return [eval_generations, win_rates, stage_quality]
+    assets = [eval_generations, win_rates, stage_quality]
+    if profile.training.baselines and profile.arbitrage.routing != "learned":
+        assets.append(routing_comparison_asset(profile, stages))
+    return assets
+
+
+def routing_comparison_asset(profile: Profile, stages: list[str]):
+    routings = [r for r in routing_keys(profile) if r in stages]
+
+    @dg.asset(
+        ins={"eval_generations": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()), "win_rates": dg.AssetIn(),
+             "stage_quality": dg.AssetIn(), "routing_costs": dg.AssetIn(), "router_accuracy": dg.AssetIn()},
+        group_name=GROUP,
+        kinds={"polars", "parquet", "matplotlib"},
+        code_version=CODE_VERSION,
+    )
+    def routing_comparison(context: dg.AssetExecutionContext, eval_generations: pl.DataFrame, win_rates: pl.DataFrame,
+                           stage_quality: pl.DataFrame, routing_costs: pl.DataFrame, router_accuracy: pl.DataFrame,
+                           store: ArtifactStore, judge: Judge):
+        """Reward, learned top-k, fixed and random routing side by side: completions and teacher-seconds generated,
+        the resulting SFT student's win rate vs the best single teacher and vs reward routing's student (95% CI), and
+        its held-out exact match; a chart of quality against cost, and the report's routing section."""
+        ev = profile.evaluation
+        shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
+                               profile.generation.shard_size, context.log.info)
+        singles = [s for s in stages if s.startswith("single_")]
+        # The same held-out prompts as win_rates' rates: outside the slice that chose the best single teacher.
+        held_out = (split_selection(eval_generations, profile.seed, ev.selection_fraction)[1]
+                    if BEST_SINGLE in ev.baselines and singles else eval_generations)
+        against = [compare(judge, held_out, r, "reward", shards, ev.bootstrap_resamples, profile.seed).summary
+                   for r in routings if r != "reward"]
+        vs_reward = pl.concat(against) if against else pl.DataFrame(schema={"stage": pl.String, "language": pl.String,
+                                                                            "win_rate": pl.Float64, "ci_low": pl.Float64,
+                                                                            "ci_high": pl.Float64})
+        table = routing_report.comparison_table(routings, routing_costs, win_rates, vs_reward, stage_quality)
+        png = routing_report.chart(table)
+        path = plots.save_png(png, store.reports / "routing_comparison.png")
+        note = ("Seconds are each completion's share of its generation batch's wall time in this run's pool, so a "
+                "routing's seconds are what its completions took here, not a separate run's.")
+        report.publish(store.reports, "2_routing", routing_report.section(table, router_accuracy, note))
+        return dg.Output(table, metadata={
+            "comparison": dg.MetadataValue.md(markdown_table(routing_report.shown(table), rows=table.height)),
+            **plots.chart_metadata("routing_comparison", png, path, "routing: quality against cost"),
+            "report": dg.MetadataValue.path(str(store.reports / "latest.md")),
+        })
+
+    return routing_comparison

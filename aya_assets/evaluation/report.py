@@ -199,5 +199,13 @@ def write(result: pl.DataFrame, stages: list[str], baselines: list[str], final: 
         markdown_table(shown(per_language), rows=per_language.height),
         "",
     ])
-    write_bytes(reports / "latest.md", text.encode("utf-8"))
+    publish(reports, "1_win_rates", text)
     return charts
+
+
+def publish(reports: Path, name: str, text: str) -> Path:
+    """Write one section of the report (reports/sections/<name>.md, written by the asset that measures it) and rebuild
+    latest.md from every section in name order, so each asset refreshes its own part of the one report."""
+    write_bytes(reports / "sections" / f"{name}.md", text.encode("utf-8"))
+    parts = [p.read_text(encoding="utf-8").rstrip("\n") + "\n" for p in sorted((reports / "sections").glob("*.md"))]
+    return write_bytes(reports / "latest.md", "\n".join(parts).encode("utf-8"))

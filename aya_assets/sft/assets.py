@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from aya_assets.arbitrage import routing
+from aya_assets.arbitrage.router import routed
 from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.checkpoints.build import Card, materialize_checkpoint, train_info
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
@@ -92,16 +93,21 @@ def build_sft_assets(profile: Profile, recipe: Recipe) -> list:
 
 
 def baseline_asset(stage: Stage, recipe: Recipe, profile: Profile, trained: dict):
-    @dg.asset(name=stage.asset, partitions_def=dg.StaticPartitionsDefinition(recipe.partitions(stage)),
-              ins={"reward_scores": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()), "base": dg.AssetIn(stage.starts_from)},
-              **trained)
+    ins = {"reward_scores": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()), "base": dg.AssetIn(stage.starts_from)}
+    if profile.compared_topk:
+        ins["router"] = dg.AssetIn()
+
+    @dg.asset(name=stage.asset, partitions_def=dg.StaticPartitionsDefinition(recipe.partitions(stage)), ins=ins, **trained)
     def baseline_sft(context: dg.AssetExecutionContext, reward_scores: pl.DataFrame, base: Checkpoint,
-                     store: ArtifactStore) -> dg.Output[Checkpoint]:
-        """The student SFT'd on all languages with one routing (a single teacher, random or reward): the baselines."""
-        rule = baseline_routing(context.partition_key)
-        chosen = routing.route(reward_scores, rule, seed=profile.seed, calibration_fraction=profile.arbitrage.calibration_fraction)
-        rows = routing.selection_table(reward_scores, chosen)
-        return train_student(context, rows, base, located(store, stage.asset, context.partition_key), sft_settings(profile),
-                             f"student SFT on all languages, routing {rule}")
+                     store: ArtifactStore, **router: pl.DataFrame) -> dg.Output[Checkpoint]:
+        """The student SFT'd on all languages with one routing (a single teacher, random, fixed, learned top-k or
+        reward): the baselines. learned_<k> routes the full pool's scores restricted to what its teachers generate."""
+        key = context.partition_key
+        rule, k = baseline_routing(key)
+        scores = reward_scores if k is None else routed(reward_scores, router["router"], k)
+        chosen = routing.route(scores, rule, seed=profile.seed, calibration_fraction=profile.arbitrage.calibration_fraction)
+        rows = routing.selection_table(scores, chosen).with_columns(routing=pl.lit(key))
+        return train_student(context, rows, base, located(store, stage.asset, key), sft_settings(profile),
+                             f"student SFT on all languages, routing {key}")
 
     return baseline_sft

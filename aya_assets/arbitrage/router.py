@@ -1,0 +1,211 @@
+"""Learned routing: a router predicts from the prompt alone which teacher the arbiter will prefer, so that outside the
+calibration slice only its top-k teachers generate (arXiv 2408.14960, section on learned routing).
+
+The model is scikit-learn's logistic regression over TF-IDF character n-grams of the language code and the prompt: it
+fits in about a second on CPU, reads every script without a tokenizer, and its class probabilities rank every teacher
+for top-k routing. Everything here is a pure function of small tables; the assets only read and write them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from aya_assets.arbitrage import routing
+from aya_assets.evaluation.bootstrap import grouped_intervals
+
+RANK_SCHEMA = {"prompt_id": pl.String, "language": pl.String, "rank": pl.Int32, "teacher": pl.String,
+               "probability": pl.Float64, "calibration": pl.Boolean, "trained_on": pl.Boolean}
+ACCURACY_SCHEMA = {"language": pl.String, "routing": pl.String, "prompts": pl.Int64, "accuracy": pl.Float64,
+                   "ci_low": pl.Float64, "ci_high": pl.Float64}
+COST_SCHEMA = {"routing": pl.String, "completions": pl.Int64, "teacher_seconds": pl.Float64,
+               "share_of_reward": pl.Float64, "seconds_share_of_reward": pl.Float64}
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    ngram_range: tuple[int, int] = (1, 3)
+    regularization: float = 1.0  # logistic regression's C
+    holdout: float = 0.2  # share of the calibration slice the router does not train on, for its held-out accuracy
+
+
+def features(frame: pl.DataFrame) -> list[str]:
+    """What the router sees of a prompt: its language code, then its text."""
+    return [f"<{language}> {text}" for language, text in zip(frame["language"], frame["prompt"])]
+
+
+def held_out(ids: pl.Series, fraction: float) -> pl.Series:
+    """Which calibration prompts the router does not train on: a salted sha256 of the id, so the choice is
+    independent of the id's own halves (which decided train/eval and the calibration slice) and stable across runs."""
+    buckets = [int.from_bytes(hashlib.sha256(f"router|{i}".encode()).digest()[:4], "little") / 2**32 for i in ids]
+    return pl.Series(buckets, dtype=pl.Float64) < fraction
+
+
+def winners(scores: pl.DataFrame) -> pl.DataFrame:
+    """The arbiter's verdict per prompt: the teacher of its best-scored completion (ties to the first by name)."""
+    best = routing.route(scores, "reward").select("prompt_id", "teacher")
+    return best.join(scores.select("prompt_id", "language", "prompt").unique("prompt_id"), on="prompt_id")
+
+
+class Router:
+    """A fitted router over a fixed list of teachers (the pool); teachers that never won rank last, by name."""
+
+    def __init__(self, teachers: list[str], settings: RouterSettings = RouterSettings()):
+        self.teachers = sorted(teachers)
+        self.settings = settings
+        self.model = None
+        self.constant: str | None = None  # the one teacher that won every training prompt
+
+    def fit(self, train: pl.DataFrame) -> "Router":
+        """Fit on (language, prompt, teacher) rows: the winners of the prompts the router trains on."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        if train.is_empty():
+            raise ValueError("the router has no calibration prompt to train on: raise arbitrage.calibration_fraction")
+        labels = train["teacher"].to_list()
+        if len(set(labels)) == 1:  # logistic regression needs two classes; one winner everywhere is a constant router
+            self.constant = labels[0]
+            return self
+        s = self.settings
+        self.model = make_pipeline(
+            TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(s.ngram_range), sublinear_tf=True),
+            LogisticRegression(C=s.regularization, max_iter=2000),
+        ).fit(features(train), labels)
+        return self
+
+    def probabilities(self, frame: pl.DataFrame) -> np.ndarray:
+        """rows × self.teachers: each prompt's predicted chance that each teacher wins it."""
+        out = np.zeros((frame.height, len(self.teachers)))
+        if self.constant is not None:
+            out[:, self.teachers.index(self.constant)] = 1.0
+        elif frame.height:
+            columns = [self.teachers.index(c) for c in self.model.classes_]
+            out[:, columns] = self.model.predict_proba(features(frame))
+        return out
+
+    def rank(self, prompts: pl.DataFrame) -> pl.DataFrame:
+        """Every teacher ranked for every prompt (rank 1: the likeliest winner; ties by teacher name)."""
+        n = len(self.teachers)
+        if prompts.is_empty():
+            return pl.DataFrame(schema={k: RANK_SCHEMA[k] for k in ("prompt_id", "language", "rank", "teacher", "probability")})
+        probs = self.probabilities(prompts)
+        order = np.lexsort((np.broadcast_to(np.arange(n), probs.shape), -probs), axis=1)
+        return pl.DataFrame({
+            "prompt_id": np.repeat(prompts["prompt_id"].to_numpy(), n),
+            "language": np.repeat(prompts["language"].to_numpy(), n),
+            "rank": np.tile(np.arange(1, n + 1), prompts.height),
+            "teacher": np.array(self.teachers)[order].ravel(),
+            "probability": np.take_along_axis(probs, order, axis=1).ravel(),
+        }).cast({k: RANK_SCHEMA[k] for k in ("prompt_id", "language", "rank", "teacher", "probability")})
+
+    def dumps(self) -> bytes:
+        """The fitted router as joblib bytes (load with joblib.load): to route new prompts outside the pipeline."""
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(self, buffer)
+        return buffer.getvalue()
+
+
+def train_router(scores: pl.DataFrame, prompts: pl.DataFrame, teachers: list[str], calibration_fraction: float,
+                 settings: RouterSettings = RouterSettings()) -> tuple[Router, pl.DataFrame]:
+    """Fit the router on the arbiter's winners over the calibration slice (less its held-out share) and rank every
+    teacher for every train prompt in `prompts` (prompt_id, language, prompt).
+
+    `scores` holds every teacher's scored completions at least on the calibration slice (reward_scores or
+    calibration_scores). The ranks say which prompts are in the slice and which the router trained on.
+    """
+    calibration = set(routing.calibration_prompts(scores.lazy(), calibration_fraction).collect()["prompt_id"])
+    verdicts = winners(scores.filter(pl.col("prompt_id").is_in(list(calibration))))
+    train = verdicts.filter(~held_out(verdicts["prompt_id"], settings.holdout))
+    router = Router(teachers, settings).fit(train)
+    trained = set(train["prompt_id"])
+    ranks = router.rank(prompts.select("prompt_id", "language", "prompt")).with_columns(
+        calibration=pl.col("prompt_id").is_in(list(calibration)), trained_on=pl.col("prompt_id").is_in(list(trained)))
+    return router, ranks.select(*RANK_SCHEMA).sort("language", "prompt_id", "rank")
+
+
+def routed(rows: pl.DataFrame, ranks: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The rows of `rows` (completions or scores) that learned top-k routing generates: every teacher's on the
+    calibration slice, only the router's top k teachers' elsewhere."""
+    keep = ranks.filter(pl.col("calibration") | (pl.col("rank") <= k)).select("prompt_id", "teacher")
+    return rows.join(keep, on=["prompt_id", "teacher"], how="semi")
+
+
+def assignments(ranks: pl.DataFrame, k: int) -> dict[str, set[str]]:
+    """teacher -> the prompt ids it answers under learned top-k routing outside the calibration slice."""
+    picked = ranks.filter(~pl.col("calibration") & (pl.col("rank") <= k))
+    return {t: set(g["prompt_id"]) for (t,), g in picked.group_by("teacher")}
+
+
+def accuracy(ranks: pl.DataFrame, scores: pl.DataFrame, ks: list[int], calibration_fraction: float,
+             resamples: int = 1000, seed: int = 0) -> pl.DataFrame:
+    """Per language (and `all`): how often the arbiter's winner is among the router's top k teachers, next to fixed
+    routing (the best teacher per language on the prompts the router trained on), with bootstrap 95% intervals.
+
+    Measured on every prompt with a verdict over every teacher that the router did not train on: the held-out share
+    of the calibration slice, plus, where `scores` covers every prompt (reward routing), the rest of train.
+    """
+    teachers = scores["teacher"].n_unique()
+    complete = scores.group_by("prompt_id").agg(pl.col("teacher").n_unique()).filter(pl.col("teacher") == teachers)
+    verdicts = winners(scores.join(complete.select("prompt_id"), on="prompt_id", how="semi"))
+    untrained = ranks.filter(~pl.col("trained_on"))
+    trained_scores = scores.join(ranks.filter(pl.col("trained_on")).select("prompt_id").unique(), on="prompt_id", how="semi")
+    fixed = routing.best_teacher_per_language(trained_scores.lazy(), 1.0).collect().rename({"teacher": "fixed"})
+    evaluated = verdicts.join(untrained.select("prompt_id").unique(), on="prompt_id", how="semi")
+    hits = [evaluated.join(untrained.filter(pl.col("rank") <= k).select("prompt_id", "teacher", hit=pl.lit(1.0)),
+                           on=["prompt_id", "teacher"], how="left")
+            .select("prompt_id", "language", pl.col("hit").fill_null(0.0), routing=pl.lit(f"learned_{k}")) for k in ks]
+    hits.append(evaluated.join(fixed, on="language", how="left").select(
+        "prompt_id", "language", hit=(pl.col("teacher") == pl.col("fixed")).fill_null(False).cast(pl.Float64),
+        routing=pl.lit("fixed")))
+    items = pl.concat(hits)
+    items = pl.concat([items, items.with_columns(language=pl.lit("all"))]).sort("routing", "language", "prompt_id")
+    if items.is_empty():
+        return pl.DataFrame(schema=ACCURACY_SCHEMA)
+    table = items.group_by("routing", "language", maintain_order=True).agg(
+        prompts=pl.len().cast(pl.Int64), accuracy=pl.col("hit").mean())
+    ci = grouped_intervals(items["hit"].to_numpy(), table["prompts"].to_numpy(), resamples, seed)
+    return table.with_columns(ci_low=pl.Series(ci[:, 0]), ci_high=pl.Series(ci[:, 1])).select(*ACCURACY_SCHEMA).sort(
+        pl.col("language") != "all", "language", "routing")
+
+
+def _random_teacher(pool: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """The teacher random routing draws per prompt: the one whose completion routing.route('random') picks."""
+    picks = routing.route(pool.with_columns(score=pl.lit(0.0)), "random", seed=seed)
+    return picks.select("prompt_id", "teacher")
+
+
+def costs(pool: pl.DataFrame, ranks: pl.DataFrame, ks: list[int], calibration_fraction: float, seed: int,
+          scores: pl.DataFrame) -> pl.DataFrame:
+    """What each routing would have generated of the full pool: completions and the teacher-seconds they took.
+
+    reward: everything; learned_k: the calibration slice plus the router's top-k teachers elsewhere; fixed: the slice
+    plus the slice's best teacher per language; random: one drawn teacher per prompt; single_<t>: one teacher. A
+    teacher answers a prompt with all its samples. Seconds are each completion's share of its batch's wall time.
+    """
+    calibration = ranks.filter(pl.col("calibration")).select("prompt_id").unique()
+    in_slice = pool.join(calibration, on="prompt_id", how="semi")
+    outside = pool.join(calibration, on="prompt_id", how="anti")
+    best = routing.best_teacher_per_language(scores.lazy(), calibration_fraction).collect()
+    plans = {"reward": pool}
+    plans |= {f"learned_{k}": routed(pool, ranks, k) for k in ks}
+    plans["fixed"] = pl.concat([in_slice, outside.join(best, on=["language", "teacher"], how="semi")])
+    plans["random"] = pool.join(_random_teacher(pool, seed), on=["prompt_id", "teacher"], how="semi")
+    plans |= {f"single_{t}": pool.filter(pl.col("teacher") == t) for t in sorted(pool["teacher"].unique())}
+    total, seconds = max(pool.height, 1), float(pool["seconds"].sum()) or 1.0
+    return pl.DataFrame([{"routing": name, "completions": rows.height, "teacher_seconds": float(rows["seconds"].sum()),
+                          "share_of_reward": rows.height / total, "seconds_share_of_reward": float(rows["seconds"].sum()) / seconds}
+                         for name, rows in plans.items()], schema=COST_SCHEMA)
+
+
+def fingerprint(ranks: pl.DataFrame) -> str:
+    """A short hash of the routing decisions (which prompts each teacher answers), for logs and cards."""
+    top = ranks.select("prompt_id", "rank", "teacher").sort("prompt_id", "rank")
+    return hashlib.sha256(top.write_csv().encode()).hexdigest()[:12]
