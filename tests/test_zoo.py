@@ -216,3 +216,31 @@ def test_a_second_identical_run_trains_and_generates_nothing(zoo_run):
         assert all(m["reused"] is True for m in metadata(second, asset)), asset
     for asset in ("pool_completions", "online_1_completions"):
         assert all(m["shards_generated"] == 0 for m in metadata(second, asset)), asset
+
+
+def test_learned_routing_on_the_configured_checkpoints(zoo_run, tmp_path):
+    """routing: learned over the real architectures' checkpoints: every teacher (each with its own tokenizer) answers
+    the calibration slice, the arbiter (a sequence classifier) scores it, and elsewhere only the router's pick answers."""
+    profile = zoo_profile(zoo_run["zoo"], write_prompts(tmp_path / "prompts.jsonl"))
+    profile["name"] = "zoo_learned"
+    profile["arbitrage"] = {"routing": "learned", "learned_topk": 1, "calibration_fraction": 0.4}
+    profile["training"]["baselines"] = False
+    path = tmp_path / "zoo_learned.yaml"
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    (tmp_path / "dagster").mkdir()
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        mp.setenv("AYA_HOME", str(tmp_path))
+        defs = build_definitions(str(path))
+        selection = list(dg.AssetSelection.assets("arbitrage_sft").upstream().resolve(defs.resolve_asset_graph()))
+        results = materialize_all(defs, instance, selection)
+    warehouse = tmp_path / "data" / "warehouse"
+    pool = pl.read_parquet(warehouse / "pool_completions" / "*.parquet")
+    ranks = pl.read_parquet(warehouse / "router" / "*.parquet")
+    outside = pool.join(ranks.filter("calibration").select("prompt_id").unique(), on="prompt_id", how="anti")
+    top = ranks.filter(pl.col("rank") == 1).select("prompt_id", pick="teacher")
+    assert not outside.is_empty() and outside.join(top, on="prompt_id").filter(pl.col("teacher") != pl.col("pick")).is_empty()
+    inside = pool.join(ranks.filter("calibration").select("prompt_id").unique(), on="prompt_id", how="semi")
+    assert inside["teacher"].n_unique() == len(TEACHERS)
+    assert pl.read_parquet(warehouse / "arbitrage_sft" / "*.parquet")["prompt_id"].n_unique() == pool["prompt_id"].n_unique()
+    shares = [m["share_of_every_teacher"] for m in metadata(results, "pool_completions")]
+    assert shares and max(shares) < 1.0

@@ -247,13 +247,13 @@ def build_router(profile: Profile, settings: RouterSettings):
                                     description="Every pool teacher ranked for every train prompt by the learned router "
                                                 "(rank 1: its likeliest arbiter winner), and which prompts it learned from."),
               "router_accuracy": dg.AssetOut(group_name=GROUP, kinds={"polars", "parquet"}, code_version=CODE_VERSION,
-                                             description="Per language: how often the arbiter's winner is in the "
-                                                         "router's top k, next to fixed routing, on prompts it did not train on.")},
+                                             description="Per language: how often the router's top k include a "
+                                                         "teacher the arbiter scores best, next to fixed routing, on prompts it did not train on.")},
         ins={"scores": dg.AssetIn(source, partition_mapping=dg.AllPartitionMapping()),
              "prompts": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     )
     def router(context: dg.AssetExecutionContext, scores: pl.DataFrame, prompts: pl.DataFrame, store: ArtifactStore):
-        """Fit the router on the arbiter's winners over the calibration slice, rank every train prompt's teachers, and
+        """Fit the router on the arbiter's best teachers of each calibration prompt, rank every train prompt's teachers, and
         save the fitted model (joblib) with its card under models/router/."""
         train = train_prompts(prompts).select("prompt_id", "language", prompt="text")
         model, ranks = train_router(scores, train, profile.pool_teachers, cfg.calibration_fraction, settings)
@@ -289,15 +289,15 @@ def router_card(profile: Profile, source: str, ranks: pl.DataFrame, overall: pl.
         "Predicts from the prompt alone (language code and text) which pool teacher the arbiter will score best, so that "
         "under `arbitrage.routing: learned` only its top-k teachers answer prompts outside the calibration slice.", "",
         f"- profile: {profile.name}; teachers: {', '.join(profile.pool_teachers)}",
-        f"- learned from: `{source}`, the arbiter's winner of each calibration prompt (calibration_fraction "
-        f"{profile.arbitrage.calibration_fraction}), less a held-out share of {settings.holdout}",
+        f"- learned from: `{source}`, the teachers the arbiter scores best (ties included) on each calibration prompt "
+        f"(calibration_fraction {profile.arbitrage.calibration_fraction}), less a held-out share of {settings.holdout}",
         f"- prompts: {ranks.filter('calibration')['prompt_id'].n_unique()} in the slice, "
         f"{ranks.filter('trained_on')['prompt_id'].n_unique()} trained on, {ranks['prompt_id'].n_unique()} ranked",
         f"- model: scikit-learn TF-IDF character n-grams {list(settings.ngram_range)} + logistic regression "
         f"(C={settings.regularization}); load with `joblib.load('router.joblib')`, then `.rank(frame)` on "
         "prompt_id, language, prompt",
         f"- decisions: {fingerprint(ranks)}", "",
-        "## Held-out accuracy (the arbiter's winner is among the picked teachers)", "",
+        "## Held-out accuracy (a picked teacher is among the arbiter's best, ties counting)", "",
         markdown_table(overall.with_columns(pl.col("accuracy", "ci_low", "ci_high").round(3)), rows=overall.height), "",
         markdown_table(per_language.with_columns(pl.exclude("language").round(3)), rows=per_language.height), "",
     ])

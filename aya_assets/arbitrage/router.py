@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,49 +47,58 @@ def held_out(ids: pl.Series, fraction: float) -> pl.Series:
     return pl.Series(buckets, dtype=pl.Float64) < fraction
 
 
-def winners(scores: pl.DataFrame) -> pl.DataFrame:
-    """The arbiter's verdict per prompt: the teacher of its best-scored completion (ties to the first by name)."""
-    best = routing.route(scores, "reward").select("prompt_id", "teacher")
-    return best.join(scores.select("prompt_id", "language", "prompt").unique("prompt_id"), on="prompt_id")
+def top_teachers(scores: pl.DataFrame) -> pl.DataFrame:
+    """(prompt_id, teacher) for every teacher whose best completion has its prompt's top score. Ties all count: when
+    teachers agree (the same right answer), routing to any of them yields as good an SFT target, and a label that
+    broke the tie by name would teach the router the name, not the prompt."""
+    best = scores.group_by("prompt_id", "teacher").agg(best=pl.col("score").max())
+    return best.filter(pl.col("best") == pl.col("best").max().over("prompt_id")).select("prompt_id", "teacher")
+
+
+@contextmanager
+def constant_labels_expected():
+    """scikit-learn warns when a teacher was always (or never) among the best; for a router that is a finding, not a
+    fault: that teacher gets a constant probability."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Label (not )?[0-9]+ is present in all training examples")
+        yield
 
 
 class Router:
-    """A fitted router over a fixed list of teachers (the pool); teachers that never won rank last, by name."""
+    """A fitted router over a fixed list of teachers (the pool): per teacher, the chance that it is among the
+    arbiter's best for a prompt (one logistic regression per teacher over shared features, scikit-learn's
+    one-vs-rest); a teacher that was always or never among the best gets that constant."""
 
     def __init__(self, teachers: list[str], settings: RouterSettings = RouterSettings()):
         self.teachers = sorted(teachers)
         self.settings = settings
         self.model = None
-        self.constant: str | None = None  # the one teacher that won every training prompt
 
     def fit(self, train: pl.DataFrame) -> "Router":
-        """Fit on (language, prompt, teacher) rows: the winners of the prompts the router trains on."""
+        """Fit on (prompt_id, language, prompt, teacher) rows: each prompt's teachers tied for the top score."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
         from sklearn.pipeline import make_pipeline
 
         if train.is_empty():
             raise ValueError("the router has no calibration prompt to train on: raise arbitrage.calibration_fraction")
-        labels = train["teacher"].to_list()
-        if len(set(labels)) == 1:  # logistic regression needs two classes; one winner everywhere is a constant router
-            self.constant = labels[0]
-            return self
+        prompts = train.group_by("prompt_id", maintain_order=True).agg(pl.col("language", "prompt").first(), "teacher")
+        labels = np.array([[t in set(row) for t in self.teachers] for row in prompts["teacher"].to_list()], dtype=int)
         s = self.settings
-        self.model = make_pipeline(
-            TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(s.ngram_range), sublinear_tf=True),
-            LogisticRegression(C=s.regularization, max_iter=2000),
-        ).fit(features(train), labels)
+        with constant_labels_expected():
+            self.model = make_pipeline(
+                TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(s.ngram_range), sublinear_tf=True),
+                OneVsRestClassifier(LogisticRegression(C=s.regularization, max_iter=2000)),
+            ).fit(features(prompts), labels)
         return self
 
     def probabilities(self, frame: pl.DataFrame) -> np.ndarray:
-        """rows × self.teachers: each prompt's predicted chance that each teacher wins it."""
-        out = np.zeros((frame.height, len(self.teachers)))
-        if self.constant is not None:
-            out[:, self.teachers.index(self.constant)] = 1.0
-        elif frame.height:
-            columns = [self.teachers.index(c) for c in self.model.classes_]
-            out[:, columns] = self.model.predict_proba(features(frame))
-        return out
+        """rows × self.teachers: each prompt's predicted chance that each teacher is among its best."""
+        if not frame.height:
+            return np.zeros((0, len(self.teachers)))
+        with constant_labels_expected():
+            return self.model.predict_proba(features(frame))
 
     def rank(self, prompts: pl.DataFrame) -> pl.DataFrame:
         """Every teacher ranked for every prompt (rank 1: the likeliest winner; ties by teacher name)."""
@@ -115,14 +126,15 @@ class Router:
 
 def train_router(scores: pl.DataFrame, prompts: pl.DataFrame, teachers: list[str], calibration_fraction: float,
                  settings: RouterSettings = RouterSettings()) -> tuple[Router, pl.DataFrame]:
-    """Fit the router on the arbiter's winners over the calibration slice (less its held-out share) and rank every
-    teacher for every train prompt in `prompts` (prompt_id, language, prompt).
+    """Fit the router on the arbiter's best teachers (ties included) of the calibration slice, less its held-out share,
+    and rank every teacher for every train prompt in `prompts` (prompt_id, language, prompt).
 
     `scores` holds every teacher's scored completions at least on the calibration slice (reward_scores or
     calibration_scores). The ranks say which prompts are in the slice and which the router trained on.
     """
     calibration = set(routing.calibration_prompts(scores.lazy(), calibration_fraction).collect()["prompt_id"])
-    verdicts = winners(scores.filter(pl.col("prompt_id").is_in(list(calibration))))
+    verdicts = top_teachers(scores.filter(pl.col("prompt_id").is_in(list(calibration)))).join(
+        prompts.select("prompt_id", "language", "prompt"), on="prompt_id").sort("prompt_id", "teacher")
     train = verdicts.filter(~held_out(verdicts["prompt_id"], settings.holdout))
     router = Router(teachers, settings).fit(train)
     trained = set(train["prompt_id"])
@@ -146,25 +158,28 @@ def assignments(ranks: pl.DataFrame, k: int) -> dict[str, set[str]]:
 
 def accuracy(ranks: pl.DataFrame, scores: pl.DataFrame, ks: list[int], calibration_fraction: float,
              resamples: int = 1000, seed: int = 0) -> pl.DataFrame:
-    """Per language (and `all`): how often the arbiter's winner is among the router's top k teachers, next to fixed
-    routing (the best teacher per language on the prompts the router trained on), with bootstrap 95% intervals.
+    """Per language (and `all`): how often the router's top k teachers include one the arbiter scores best (any of
+    those tied for the top), next to fixed routing (the best teacher per language on the prompts the router trained
+    on), with bootstrap 95% intervals.
 
     Measured on every prompt with a verdict over every teacher that the router did not train on: the held-out share
     of the calibration slice, plus, where `scores` covers every prompt (reward routing), the rest of train.
     """
     teachers = scores["teacher"].n_unique()
     complete = scores.group_by("prompt_id").agg(pl.col("teacher").n_unique()).filter(pl.col("teacher") == teachers)
-    verdicts = winners(scores.join(complete.select("prompt_id"), on="prompt_id", how="semi"))
     untrained = ranks.filter(~pl.col("trained_on"))
+    evaluated = (untrained.select("prompt_id", "language").unique()
+                 .join(complete.select("prompt_id"), on="prompt_id", how="semi"))
+    winning = top_teachers(scores.join(evaluated.select("prompt_id"), on="prompt_id", how="semi"))
     trained_scores = scores.join(ranks.filter(pl.col("trained_on")).select("prompt_id").unique(), on="prompt_id", how="semi")
-    fixed = routing.best_teacher_per_language(trained_scores.lazy(), 1.0).collect().rename({"teacher": "fixed"})
-    evaluated = verdicts.join(untrained.select("prompt_id").unique(), on="prompt_id", how="semi")
-    hits = [evaluated.join(untrained.filter(pl.col("rank") <= k).select("prompt_id", "teacher", hit=pl.lit(1.0)),
-                           on=["prompt_id", "teacher"], how="left")
-            .select("prompt_id", "language", pl.col("hit").fill_null(0.0), routing=pl.lit(f"learned_{k}")) for k in ks]
-    hits.append(evaluated.join(fixed, on="language", how="left").select(
-        "prompt_id", "language", hit=(pl.col("teacher") == pl.col("fixed")).fill_null(False).cast(pl.Float64),
-        routing=pl.lit("fixed")))
+    fixed = routing.best_teacher_per_language(trained_scores.lazy(), 1.0).collect()
+    picks = {f"learned_{k}": untrained.filter(pl.col("rank") <= k).select("prompt_id", "teacher") for k in ks}
+    picks["fixed"] = evaluated.join(fixed, on="language").select("prompt_id", "teacher")
+    hits = []
+    for name, picked in picks.items():
+        right = picked.join(winning, on=["prompt_id", "teacher"], how="semi").select("prompt_id").unique()
+        hits.append(evaluated.select("prompt_id", "language", routing=pl.lit(name),
+                                     hit=pl.col("prompt_id").is_in(right["prompt_id"].implode()).cast(pl.Float64)))
     items = pl.concat(hits)
     items = pl.concat([items, items.with_columns(language=pl.lit("all"))]).sort("routing", "language", "prompt_id")
     if items.is_empty():

@@ -87,7 +87,7 @@ def section(table: pl.DataFrame, accuracy: pl.DataFrame, generation_note: str) -
         "prompts (both orders, ties 1/2); exact_match is over the eval items with a reference.", "",
         "![routing cost and quality](routing_comparison.png)", "",
         markdown_table(shown(table), rows=table.height), "",
-        "**The router** (held out: prompts it did not train on; accuracy: the arbiter's winner is among the picked "
-        "teachers; fixed: the best teacher per language on the prompts the router trained on):", "",
+        "**The router** (held out: prompts it did not train on; accuracy: a picked teacher is among those the arbiter "
+        "scores best, ties counting; fixed: the best teacher per language on the prompts the router trained on):", "",
         markdown_table(overall.with_columns(pl.col("accuracy", "ci_low", "ci_high").round(3)), rows=overall.height), "",
     ])
