@@ -418,9 +418,9 @@ class Profile(_Strict):
             raise ValueError(f"arbitrage.learned_topk: {arbitrage.learned_topk} is more teachers than the pool has "
                              f"({len(pool)}: {pool})")
         if arbitrage.routing == "learned" and self.training.baselines:
-            raise ValueError("arbitrage.routing learned generates only the router's teachers outside the calibration slice, "
-                             "so the single-teacher and routing baselines have no data: set training.baselines: false "
-                             "(or compare routings under routing: reward, which simulates learned_k from the full pool)")
+            raise ValueError("arbitrage.routing learned generates only the router's teachers outside the calibration "
+                             "slice, so the single-teacher and routing baselines have no data: set training.baselines: "
+                             "false (or compare routings under routing: reward, which simulates learned_k from the pool)")
         if self.merge.weights is not None and set(self.merge.weights) != set(self.clusters):
             raise ValueError(f"merge.weights must name every cluster exactly: {sorted(self.clusters)}")
         if self.merge.method == "slerp" and len(self.clusters) != 2:

@@ -1,41 +1,32 @@
 """`arbitrage.routing: learned` in real Dagster runs on the (shrunk) tiny profile: every teacher answers the calibration
 slice, the router learns from its scores, and elsewhere only the router's top-k teachers generate."""
 
-import dagster as dg
+from pathlib import Path
+
 import polars as pl
 import pytest
+import yaml
 
-from aya_assets.cli.runner import materialize_all
-from aya_assets.definitions import build_definitions
-from conftest import FAST
+from conftest import FAST, merge
+from helpers import materialize_upstream
+
+ROOT = Path(__file__).parents[1]
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    import yaml
-
-    from conftest import merge
-    from test_pipeline import ROOT
-
     home = tmp_path_factory.mktemp("learned_home")
     profile = merge(merge(yaml.safe_load((ROOT / "resources" / "tiny.yaml").read_text()), FAST), {
+        "name": "learned",
         "arbitrage": {"routing": "learned", "learned_topk": 1, "calibration_fraction": 0.3},
         "training": {"baselines": False},
     })
-    path = home / "learned.yaml"
-    path.write_text(yaml.safe_dump(profile, sort_keys=False))
-    (home / "dagster").mkdir()
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
-        mp.setenv("AYA_HOME", str(home))
-        defs = build_definitions(str(path))
-        graph = defs.resolve_asset_graph()
-        selection = list(dg.AssetSelection.assets("arbitrage_sft", "router_accuracy").upstream().resolve(graph))
-        first = materialize_all(defs, instance, selection)
-        written = files(home / "data" / "shards")
-        second = materialize_all(defs, instance, selection)
-        yield home / "data", first, second, written == files(home / "data" / "shards")
+    written = []
+    first, second = materialize_upstream(home, profile, ["arbitrage_sft", "router_accuracy"], runs=2,
+                                         after_each=lambda: written.append(files(home / "data" / "shards")))
+    return home / "data", first, second, written[0] == written[1]
 
 
 def files(root):

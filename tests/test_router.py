@@ -94,7 +94,7 @@ def test_assignments_plan_shards_only_for_each_teachers_prompts(trained):
 
 def test_accuracy_beats_fixed_routing_where_the_text_decides(trained):
     frame, table, model, ranks = trained
-    acc = R.accuracy(ranks, table, [1, 2], calibration_fraction=0.5, resamples=200)
+    acc = R.accuracy(ranks, table, [1, 2], resamples=200)
     overall = {r["routing"]: r for r in acc.filter(pl.col("language") == "all").iter_rows(named=True)}
     ja = {r["routing"]: r["accuracy"] for r in acc.filter(pl.col("language") == "ja").iter_rows(named=True)}
     # Held out: every prompt the router did not train on (all of them have every teacher's verdict here).
@@ -121,7 +121,7 @@ def test_teachers_tied_for_the_top_all_count_as_winners():
     assert set(top.filter(pl.col("language") == "de")["teacher"]) <= {"a", "b"}
     # b is among the best everywhere: the router ranks it first in de too, above a (best only in de).
     assert set(top["teacher"]) == {"b"}
-    acc = R.accuracy(ranks, table, [1], 0.5, resamples=100)
+    acc = R.accuracy(ranks, table, [1], resamples=100)
     assert acc.filter(pl.col("language") == "all")["accuracy"].to_list() == [1.0, 1.0]  # fixed, learned_1
 
 

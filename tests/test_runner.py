@@ -298,5 +298,8 @@ def test_the_assets_of_a_multi_asset_that_cannot_be_subset_are_one_step():
     @dg.asset(deps=["model"])
     def uses_model() -> None: ...
 
-    steps = plan(dg.Definitions(assets=[rows, model, uses_model]))
+    defs = dg.Definitions(assets=[rows, model, uses_model])
+    steps = plan(defs)
     assert [sorted(k.to_user_string() for k in s.keys) for s in steps] == [["rows"], ["model", "model_accuracy"], ["uses_model"]]
+    # Selecting one of them runs both (Dagster cannot run one alone).
+    assert [sorted(k.to_user_string() for k in s.keys) for s in plan(defs, [dg.AssetKey("model")])] == [["model", "model_accuracy"]]

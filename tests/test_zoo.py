@@ -24,6 +24,7 @@ from aya_assets.generation.hf import TransformersBackend
 from aya_assets.languages import LANGUAGE_CODES
 from aya_assets.checkpoints.files import content_hash
 from aya_assets.cli.runner import materialize_all
+from helpers import materialize_upstream
 from zoo_models import SEED_PROMPTS, build_zoo
 
 pytestmark = pytest.mark.slow
@@ -225,14 +226,7 @@ def test_learned_routing_on_the_configured_checkpoints(zoo_run, tmp_path):
     profile["name"] = "zoo_learned"
     profile["arbitrage"] = {"routing": "learned", "learned_topk": 1, "calibration_fraction": 0.4}
     profile["training"]["baselines"] = False
-    path = tmp_path / "zoo_learned.yaml"
-    path.write_text(yaml.safe_dump(profile, sort_keys=False))
-    (tmp_path / "dagster").mkdir()
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        mp.setenv("AYA_HOME", str(tmp_path))
-        defs = build_definitions(str(path))
-        selection = list(dg.AssetSelection.assets("arbitrage_sft").upstream().resolve(defs.resolve_asset_graph()))
-        results = materialize_all(defs, instance, selection)
+    (results,) = materialize_upstream(tmp_path, profile, ["arbitrage_sft"])
     warehouse = tmp_path / "data" / "warehouse"
     pool = pl.read_parquet(warehouse / "pool_completions" / "*.parquet")
     ranks = pl.read_parquet(warehouse / "router" / "*.parquet")

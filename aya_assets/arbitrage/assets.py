@@ -7,7 +7,7 @@ import polars as pl
 from aya_assets.arbitrage import routing
 from aya_assets.arbitrage.arbiter import Arbiter
 from aya_assets.arbitrage.pool import degenerate_rate, generate_pool
-from aya_assets.arbitrage.router import RouterSettings, accuracy, assignments, costs, fingerprint, train_router
+from aya_assets.arbitrage.router import accuracy, assignments, costs, fingerprint, train_router
 from aya_assets.artifacts.atomic import write_bytes
 from aya_assets.artifacts import plots
 from aya_assets.artifacts.store import ArtifactStore
@@ -55,10 +55,10 @@ def build_arbitrage_assets(profile: Profile) -> list:
     pool_teachers = profile.pool_teachers
     cfg = profile.arbitrage
     learned = cfg.routing == "learned"
-    settings = RouterSettings(tuple(cfg.router.ngram_range), cfg.router.regularization, cfg.router.holdout)
 
     def generate(context, prompts: pl.DataFrame, teachers: dict[str, Checkpoint], store: ArtifactStore,
-                 generator: GenerationBackend, shards: str, only: dict[str, set[str]] | None = None) -> tuple[pl.DataFrame, dict]:
+                 generator: GenerationBackend, shards: str,
+                 only: dict[str, set[str]] | None = None) -> tuple[pl.DataFrame, dict]:
         """The pool's table for `prompts` from resumable shards under shards/<shards>, and its metadata."""
         models = {name: teachers[name].path for name in pool_teachers}
         hashes = {name: teachers[name].identity() for name in pool_teachers}
@@ -79,7 +79,8 @@ def build_arbitrage_assets(profile: Profile) -> list:
             cache=store.shards / context.asset_key.to_user_string(),
         )
 
-    pool_ins = {"prompts": dg.AssetIn(), "teachers": dg.AssetIn("teacher_models", partition_mapping=dg.AllPartitionMapping())}
+    every_teacher = dg.AssetIn("teacher_models", partition_mapping=dg.AllPartitionMapping())
+    pool_ins = {"prompts": dg.AssetIn(), "teachers": every_teacher}
     scores_ins = {"pool_completions": dg.AssetIn(), "reward_model": dg.AssetIn()}
     if learned:
         pool_ins |= {"calibration_completions": dg.AssetIn(), "router": dg.AssetIn()}
@@ -106,7 +107,8 @@ def build_arbitrage_assets(profile: Profile) -> list:
             only = assignments(router.join(rest.select("prompt_id"), on="prompt_id", how="semi"), cfg.learned_topk)
             generated, meta = generate(context, rest, teachers, store, generator, "pool_completions", only)
             table = pl.concat([calibration_completions, generated]).sort("language", "prompt_id", "teacher", "sample")
-            meta |= {"routing": f"learned, top {cfg.learned_topk}", "calibration_completions": calibration_completions.height}
+            meta |= {"routing": f"learned, top {cfg.learned_topk}",
+                     "calibration_completions": calibration_completions.height}
         else:
             table, meta = generate(context, train, teachers, store, generator, "pool_completions")
         yield dg.Output(table, metadata={**meta,
@@ -190,7 +192,7 @@ def build_arbitrage_assets(profile: Profile) -> list:
             "winner_per_language": dg.MetadataValue.md(markdown_table(leaders.select("language", "teacher", "win_share"), rows=30)),
         })
 
-    assets = [pool_completions, reward_scores, arbitrage_sft, teacher_wins, build_router(profile, settings)]
+    assets = [pool_completions, reward_scores, arbitrage_sft, teacher_wins, build_router(profile)]
     if learned:
         assets += calibration_assets(profile, generate, score)
     else:
@@ -235,7 +237,7 @@ def calibration_assets(profile: Profile, generate, score) -> list:
     return [calibration_completions, calibration_scores]
 
 
-def build_router(profile: Profile, settings: RouterSettings):
+def build_router(profile: Profile):
     cfg = profile.arbitrage
     # Under learned routing the pool waits for the router, so the router learns from the calibration slice's own
     # scores; otherwise from the same slice of reward_scores (every teacher answered every prompt anyway).
@@ -244,50 +246,53 @@ def build_router(profile: Profile, settings: RouterSettings):
 
     @dg.multi_asset(
         outs={"router": dg.AssetOut(group_name=GROUP, kinds={"scikit-learn", "parquet"}, code_version=CODE_VERSION,
-                                    description="Every pool teacher ranked for every train prompt by the learned router "
-                                                "(rank 1: its likeliest arbiter winner), and which prompts it learned from."),
+                                    description="Every pool teacher ranked for every train prompt by the learned "
+                                                "router (rank 1: the likeliest to be the arbiter's best), and which "
+                                                "prompts it learned from."),
               "router_accuracy": dg.AssetOut(group_name=GROUP, kinds={"polars", "parquet"}, code_version=CODE_VERSION,
                                              description="Per language: how often the router's top k include a "
-                                                         "teacher the arbiter scores best, next to fixed routing, on prompts it did not train on.")},
+                                                         "teacher the arbiter scores best, next to fixed routing, on "
+                                                         "prompts it did not train on.")},
         ins={"scores": dg.AssetIn(source, partition_mapping=dg.AllPartitionMapping()),
              "prompts": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     )
     def router(context: dg.AssetExecutionContext, scores: pl.DataFrame, prompts: pl.DataFrame, store: ArtifactStore):
-        """Fit the router on the arbiter's best teachers of each calibration prompt, rank every train prompt's teachers, and
-        save the fitted model (joblib) with its card under models/router/."""
+        """Fit the router on the arbiter's best teachers of each calibration prompt, rank every train prompt's teachers,
+        and save the fitted model (joblib) with its card under models/router/."""
         train = train_prompts(prompts).select("prompt_id", "language", prompt="text")
-        model, ranks = train_router(scores, train, profile.pool_teachers, cfg.calibration_fraction, settings)
-        table = accuracy(ranks, scores, ks, cfg.calibration_fraction, profile.evaluation.bootstrap_resamples, profile.seed)
+        model, ranks = train_router(scores, train, profile.pool_teachers, cfg.calibration_fraction, cfg.router)
+        table = accuracy(ranks, scores, ks, profile.evaluation.bootstrap_resamples, profile.seed)
         out = store.models / "router"
         write_bytes(out / "router.joblib", model.dumps())
         overall = table.filter(pl.col("language") == "all").select("routing", "prompts", "accuracy", "ci_low", "ci_high")
         per_language = table.filter(pl.col("language") != "all").pivot("routing", index="language", values="accuracy")
-        write_bytes(out / "README.md", router_card(profile, source, ranks, overall, per_language, settings).encode())
+        shown = {"overall": markdown_table(overall.with_columns(pl.exclude("routing", "prompts").round(3)),
+                                           rows=overall.height),
+                 "per_language": markdown_table(per_language.with_columns(pl.exclude("language").round(3)),
+                                                rows=per_language.height)}
+        write_bytes(out / "README.md", router_card(profile, source, ranks, shown).encode())
         summary = {r["routing"]: r["accuracy"] for r in overall.iter_rows(named=True)}
         yield dg.Output(ranks, output_name="router", metadata={
-            "teachers": ", ".join(model.teachers), "calibration_prompts": int(ranks.filter("calibration")["prompt_id"].n_unique()),
+            "teachers": ", ".join(model.teachers),
+            "calibration_prompts": int(ranks.filter("calibration")["prompt_id"].n_unique()),
             "trained_on_prompts": int(ranks.filter("trained_on")["prompt_id"].n_unique()), "learned_from": source,
             **{f"held_out_accuracy_{k}": v for k, v in summary.items()},
             "decisions": fingerprint(ranks), "model": dg.MetadataValue.path(str(out / "router.joblib")),
             "card": dg.MetadataValue.path(str(out / "README.md")),
         })
-        yield dg.Output(table, output_name="router_accuracy", metadata={
-            "overall": dg.MetadataValue.md(markdown_table(overall.with_columns(pl.col("accuracy", "ci_low", "ci_high").round(3)),
-                                                          rows=overall.height)),
-            "per_language": dg.MetadataValue.md(markdown_table(per_language.with_columns(pl.exclude("language").round(3)),
-                                                               rows=per_language.height)),
-        })
+        yield dg.Output(table, output_name="router_accuracy",
+                        metadata={name: dg.MetadataValue.md(text) for name, text in shown.items()})
 
     return router
 
 
-def router_card(profile: Profile, source: str, ranks: pl.DataFrame, overall: pl.DataFrame, per_language: pl.DataFrame,
-                settings: RouterSettings) -> str:
+def router_card(profile: Profile, source: str, ranks: pl.DataFrame, accuracy_tables: dict[str, str]) -> str:
     """The router's model card: what it learned from, how, and how well it picks on prompts it did not see."""
+    settings = profile.arbitrage.router
     return "\n".join([
         "# router", "",
-        "Predicts from the prompt alone (language code and text) which pool teacher the arbiter will score best, so that "
-        "under `arbitrage.routing: learned` only its top-k teachers answer prompts outside the calibration slice.", "",
+        "Predicts from the prompt alone (language code and text) which pool teacher the arbiter will score best, so "
+        "that under `arbitrage.routing: learned` only its top-k teachers answer prompts outside the calibration slice.", "",
         f"- profile: {profile.name}; teachers: {', '.join(profile.pool_teachers)}",
         f"- learned from: `{source}`, the teachers the arbiter scores best (ties included) on each calibration prompt "
         f"(calibration_fraction {profile.arbitrage.calibration_fraction}), less a held-out share of {settings.holdout}",
@@ -298,8 +303,7 @@ def router_card(profile: Profile, source: str, ranks: pl.DataFrame, overall: pl.
         "prompt_id, language, prompt",
         f"- decisions: {fingerprint(ranks)}", "",
         "## Held-out accuracy (a picked teacher is among the arbiter's best, ties counting)", "",
-        markdown_table(overall.with_columns(pl.col("accuracy", "ci_low", "ci_high").round(3)), rows=overall.height), "",
-        markdown_table(per_language.with_columns(pl.exclude("language").round(3)), rows=per_language.height), "",
+        accuracy_tables["overall"], "", accuracy_tables["per_language"], "",
     ])
 
 

@@ -1,9 +1,10 @@
 """Learned routing: a router predicts from the prompt alone which teacher the arbiter will prefer, so that outside the
 calibration slice only its top-k teachers generate (arXiv 2408.14960, section on learned routing).
 
-The model is scikit-learn's logistic regression over TF-IDF character n-grams of the language code and the prompt: it
-fits in about a second on CPU, reads every script without a tokenizer, and its class probabilities rank every teacher
-for top-k routing. Everything here is a pure function of small tables; the assets only read and write them.
+The model is scikit-learn's logistic regression (one per teacher: is it among the arbiter's best?) over TF-IDF character
+n-grams of the language code and the prompt: it fits in about a second on CPU, reads every script without a tokenizer,
+and its probabilities rank every teacher for top-k routing. Everything here is a pure function of small tables; the
+assets only read and write them.
 """
 
 from __future__ import annotations
@@ -12,27 +13,21 @@ import hashlib
 import io
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from aya_assets.arbitrage import routing
 from aya_assets.evaluation.bootstrap import grouped_intervals
+from aya_assets.profile import RouterConfig
 
 RANK_SCHEMA = {"prompt_id": pl.String, "language": pl.String, "rank": pl.Int32, "teacher": pl.String,
                "probability": pl.Float64, "calibration": pl.Boolean, "trained_on": pl.Boolean}
 ACCURACY_SCHEMA = {"language": pl.String, "routing": pl.String, "prompts": pl.Int64, "accuracy": pl.Float64,
                    "ci_low": pl.Float64, "ci_high": pl.Float64}
+RANKED = ("prompt_id", "language", "rank", "teacher", "probability")  # what Router.rank returns
 COST_SCHEMA = {"routing": pl.String, "completions": pl.Int64, "teacher_seconds": pl.Float64,
                "share_of_reward": pl.Float64, "seconds_share_of_reward": pl.Float64}
-
-
-@dataclass(frozen=True)
-class RouterSettings:
-    ngram_range: tuple[int, int] = (1, 3)
-    regularization: float = 1.0  # logistic regression's C
-    holdout: float = 0.2  # share of the calibration slice the router does not train on, for its held-out accuracy
 
 
 def features(frame: pl.DataFrame) -> list[str]:
@@ -69,7 +64,7 @@ class Router:
     arbiter's best for a prompt (one logistic regression per teacher over shared features, scikit-learn's
     one-vs-rest); a teacher that was always or never among the best gets that constant."""
 
-    def __init__(self, teachers: list[str], settings: RouterSettings = RouterSettings()):
+    def __init__(self, teachers: list[str], settings: RouterConfig = RouterConfig()):
         self.teachers = sorted(teachers)
         self.settings = settings
         self.model = None
@@ -104,7 +99,7 @@ class Router:
         """Every teacher ranked for every prompt (rank 1: the likeliest winner; ties by teacher name)."""
         n = len(self.teachers)
         if prompts.is_empty():
-            return pl.DataFrame(schema={k: RANK_SCHEMA[k] for k in ("prompt_id", "language", "rank", "teacher", "probability")})
+            return pl.DataFrame(schema={k: RANK_SCHEMA[k] for k in RANKED})
         probs = self.probabilities(prompts)
         order = np.lexsort((np.broadcast_to(np.arange(n), probs.shape), -probs), axis=1)
         return pl.DataFrame({
@@ -113,7 +108,7 @@ class Router:
             "rank": np.tile(np.arange(1, n + 1), prompts.height),
             "teacher": np.array(self.teachers)[order].ravel(),
             "probability": np.take_along_axis(probs, order, axis=1).ravel(),
-        }).cast({k: RANK_SCHEMA[k] for k in ("prompt_id", "language", "rank", "teacher", "probability")})
+        }).cast({k: RANK_SCHEMA[k] for k in RANKED})
 
     def dumps(self) -> bytes:
         """The fitted router as joblib bytes (load with joblib.load): to route new prompts outside the pipeline."""
@@ -125,7 +120,7 @@ class Router:
 
 
 def train_router(scores: pl.DataFrame, prompts: pl.DataFrame, teachers: list[str], calibration_fraction: float,
-                 settings: RouterSettings = RouterSettings()) -> tuple[Router, pl.DataFrame]:
+                 settings: RouterConfig = RouterConfig()) -> tuple[Router, pl.DataFrame]:
     """Fit the router on the arbiter's best teachers (ties included) of the calibration slice, less its held-out share,
     and rank every teacher for every train prompt in `prompts` (prompt_id, language, prompt).
 
@@ -156,8 +151,8 @@ def assignments(ranks: pl.DataFrame, k: int) -> dict[str, set[str]]:
     return {t: set(g["prompt_id"]) for (t,), g in picked.group_by("teacher")}
 
 
-def accuracy(ranks: pl.DataFrame, scores: pl.DataFrame, ks: list[int], calibration_fraction: float,
-             resamples: int = 1000, seed: int = 0) -> pl.DataFrame:
+def accuracy(ranks: pl.DataFrame, scores: pl.DataFrame, ks: list[int], resamples: int = 1000,
+             seed: int = 0) -> pl.DataFrame:
     """Per language (and `all`): how often the router's top k teachers include one the arbiter scores best (any of
     those tied for the top), next to fixed routing (the best teacher per language on the prompts the router trained
     on), with bootstrap 95% intervals.
@@ -171,7 +166,8 @@ def accuracy(ranks: pl.DataFrame, scores: pl.DataFrame, ks: list[int], calibrati
     evaluated = (untrained.select("prompt_id", "language").unique()
                  .join(complete.select("prompt_id"), on="prompt_id", how="semi"))
     winning = top_teachers(scores.join(evaluated.select("prompt_id"), on="prompt_id", how="semi"))
-    trained_scores = scores.join(ranks.filter(pl.col("trained_on")).select("prompt_id").unique(), on="prompt_id", how="semi")
+    trained = ranks.filter(pl.col("trained_on")).select("prompt_id").unique()
+    trained_scores = scores.join(trained, on="prompt_id", how="semi")
     fixed = routing.best_teacher_per_language(trained_scores.lazy(), 1.0).collect()
     picks = {f"learned_{k}": untrained.filter(pl.col("rank") <= k).select("prompt_id", "teacher") for k in ks}
     picks["fixed"] = evaluated.join(fixed, on="language").select("prompt_id", "teacher")
@@ -216,7 +212,8 @@ def costs(pool: pl.DataFrame, ranks: pl.DataFrame, ks: list[int], calibration_fr
     plans |= {f"single_{t}": pool.filter(pl.col("teacher") == t) for t in sorted(pool["teacher"].unique())}
     total, seconds = max(pool.height, 1), float(pool["seconds"].sum()) or 1.0
     return pl.DataFrame([{"routing": name, "completions": rows.height, "teacher_seconds": float(rows["seconds"].sum()),
-                          "share_of_reward": rows.height / total, "seconds_share_of_reward": float(rows["seconds"].sum()) / seconds}
+                          "share_of_reward": rows.height / total,
+                          "seconds_share_of_reward": float(rows["seconds"].sum()) / seconds}
                          for name, rows in plans.items()], schema=COST_SCHEMA)
 
 

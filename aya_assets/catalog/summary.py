@@ -27,8 +27,9 @@ QUERIES = {
         "QUALIFY row_number() OVER (PARTITION BY asset, partition ORDER BY timestamp DESC) = 1 ORDER BY asset, partition"
     ),
     "routing: completions generated against the SFT student's quality (learned_k: the router's top k teachers)": (
-        "SELECT routing, completions, round(share_of_reward, 3) AS share, round(win_rate_vs_best_single, 3) AS vs_best_single, "
-        "round(win_rate_vs_reward, 3) AS vs_reward, round(exact_match, 3) AS exact FROM routing_comparison"
+        "SELECT routing, completions, round(share_of_reward, 3) AS share, "
+        "round(win_rate_vs_best_single, 3) AS vs_best_single, round(win_rate_vs_reward, 3) AS vs_reward, "
+        "round(exact_match, 3) AS exact FROM routing_comparison"
     ),
     "step by step: overall win rate per stage (ties = 1/2, bootstrap 95% CI)": (
         "SELECT baseline, stage, wins, ties, losses, round(win_rate, 3) AS win_rate, round(ci_low, 3) AS ci_low, "

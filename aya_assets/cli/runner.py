@@ -47,11 +47,11 @@ def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> 
     """Selected asset keys in dependency order, grouped into runs of consecutive single-run-backfill keys sharing a
     partitioning. An unpartitioned asset is a step of its own, so that two of them that do not depend on each other
     (the reward model and the teachers after student_base; stage_quality and win_rates) can run side by side; the
-    assets of one multi-asset that cannot be subset (router and router_accuracy) are one step."""
+    assets of one multi-asset that cannot be subset (router and router_accuracy) are one step, whichever of them is
+    selected."""
     graph = defs.resolve_asset_graph()
-    keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
-    if selection is not None:
-        keys = [k for k in keys if k in set(selection)]
+    every = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+    keys = every if selection is None else [k for k in every if k in set(selection)]
     out: list[list[dg.AssetKey]] = []
     placed: set[dg.AssetKey] = set()
     for key in keys:
@@ -60,7 +60,7 @@ def layers(defs: dg.Definitions, selection: list[dg.AssetKey] | None = None) -> 
         node = graph.get(key)
         assets_def = graph.assets_def_for_key(key)
         if len(assets_def.keys) > 1 and not assets_def.can_subset:
-            siblings = [k for k in keys if k in assets_def.keys]
+            siblings = [k for k in every if k in assets_def.keys]  # selecting one selects them all
             out.append(siblings)
             placed |= set(siblings)
             continue
