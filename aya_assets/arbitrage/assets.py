@@ -298,9 +298,9 @@ def router_card(profile: Profile, source: str, ranks: pl.DataFrame, accuracy_tab
         f"(calibration_fraction {profile.arbitrage.calibration_fraction}), less a held-out share of {settings.holdout}",
         f"- prompts: {ranks.filter('calibration')['prompt_id'].n_unique()} in the slice, "
         f"{ranks.filter('trained_on')['prompt_id'].n_unique()} trained on, {ranks['prompt_id'].n_unique()} ranked",
-        f"- model: scikit-learn TF-IDF character n-grams {list(settings.ngram_range)} + logistic regression "
-        f"(C={settings.regularization}); load with `joblib.load('router.joblib')`, then `.rank(frame)` on "
-        "prompt_id, language, prompt",
+        f"- model: scikit-learn TF-IDF character n-grams {list(settings.ngram_range)} + one logistic regression per "
+        f"teacher (one-vs-rest, C={settings.regularization}); with aya_assets installed, "
+        "`joblib.load('router.joblib').rank(frame)` ranks the teachers of a frame of prompt_id, language, prompt",
         f"- decisions: {fingerprint(ranks)}", "",
         "## Held-out accuracy (a picked teacher is among the arbiter's best, ties counting)", "",
         accuracy_tables["overall"], "", accuracy_tables["per_language"], "",
