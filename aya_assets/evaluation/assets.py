@@ -58,6 +58,11 @@ def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, 
     return Comparison(summary, verdicts, counts)
 
 
+def chooses_best_single(stages: list[str], ev: EvaluationConfig) -> bool:
+    """Whether a selection slice of the eval prompts chooses best_single_teacher (then every rate is on the rest)."""
+    return BEST_SINGLE in ev.baselines and any(s.startswith("single_") for s in stages)
+
+
 def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], final: str, ev: EvaluationConfig,
                  seed: int, shards: VerdictShards) -> Judged:
     """Every stage against every baseline on the held-out prompts.
@@ -69,7 +74,7 @@ def judge_stages(judge: Judge, generations: pl.DataFrame, stages: list[str], fin
     run = partial(compare, judge, shards=shards, resamples=ev.bootstrap_resamples, seed=seed)
     singles = [s for s in stages if s.startswith("single_")]
     fraction = ev.selection_fraction
-    choosing = BEST_SINGLE in ev.baselines and bool(singles)
+    choosing = chooses_best_single(stages, ev)
     selection, held_out = split_selection(generations, seed, fraction) if choosing else (generations.clear(), generations)
     chosen = [run(selection, s, "student_base", cache_as=f"{s}_vs_student_base_selection")
               for s in singles] if choosing else []
@@ -238,10 +243,9 @@ def routing_comparison_asset(profile: Profile, stages: list[str]):
         ev = profile.evaluation
         shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
                                profile.generation.shard_size, context.log.info)
-        singles = [s for s in stages if s.startswith("single_")]
         # The same held-out prompts as win_rates' rates: outside the slice that chose the best single teacher.
         held_out = (split_selection(eval_generations, profile.seed, ev.selection_fraction)[1]
-                    if BEST_SINGLE in ev.baselines and singles else eval_generations)
+                    if chooses_best_single(stages, ev) else eval_generations)
         against = [compare(judge, held_out, r, "reward", shards, ev.bootstrap_resamples, profile.seed).summary
                    for r in routings if r != "reward"]
         vs_reward = pl.concat(against) if against else pl.DataFrame(schema={"stage": pl.String, "language": pl.String,
@@ -250,9 +254,7 @@ def routing_comparison_asset(profile: Profile, stages: list[str]):
         table = routing_report.comparison_table(routings, routing_costs, win_rates, vs_reward, stage_quality)
         png = routing_report.chart(table)
         path = plots.save_png(png, store.reports / "routing_comparison.png")
-        note = ("Seconds are each completion's share of its generation batch's wall time in this run's pool, so a "
-                "routing's seconds are what its completions took here, not a separate run's.")
-        report.publish(store.reports, "2_routing", routing_report.section(table, router_accuracy, note))
+        report.publish(store.reports, "2_routing", routing_report.section(table, router_accuracy))
         return dg.Output(table, metadata={
             "comparison": dg.MetadataValue.md(markdown_table(routing_report.shown(table), rows=table.height)),
             **plots.chart_metadata("routing_comparison", png, path, "routing: quality against cost"),

@@ -75,7 +75,7 @@ def shown(table: pl.DataFrame) -> pl.DataFrame:
     return rounded.with_columns(pl.col(pl.Float64).cast(pl.String).fill_null(""))
 
 
-def section(table: pl.DataFrame, accuracy: pl.DataFrame, generation_note: str) -> str:
+def section(table: pl.DataFrame, accuracy: pl.DataFrame) -> str:
     """The report's routing section: the comparison table and chart, and the router's held-out accuracy."""
     overall = accuracy.filter(pl.col("language") == "all").select("routing", "prompts", "accuracy", "ci_low", "ci_high")
     return "\n".join([
@@ -83,7 +83,8 @@ def section(table: pl.DataFrame, accuracy: pl.DataFrame, generation_note: str) -
         "Each routing's all-language SFT student (the baseline_sft partitions), next to what that routing generates of "
         "the teacher pool. learned_<k>: the calibration slice answered by every teacher, then only the router's top k "
         "teachers elsewhere; the student trains on the full pool's scores restricted to those completions. "
-        f"{generation_note} win_rate_vs_best_single and win_rate_vs_reward are judged pairwise on the held-out eval "
+        "Seconds are each completion's share of its generation batch's wall time in this run's pool, so a routing's "
+        "seconds are what its completions took here, not a separate run's. win_rate_vs_best_single and win_rate_vs_reward are judged pairwise on the held-out eval "
         "prompts (both orders, ties 1/2); exact_match is over the eval items with a reference.", "",
         "![routing cost and quality](routing_comparison.png)", "",
         markdown_table(shown(table), rows=table.height), "",
