@@ -23,6 +23,9 @@ LENGTH_CORRELATION = "reward_length_correlation"
 EVERY_PROMPT_SELECTED = "every_train_prompt_selected"
 CODE_VERSION = "1"
 PER_LANGUAGE = per_language(GROUP)
+# What every generating pool asset reads: its language's prompts and every teacher checkpoint.
+TEACHER_POOL_INS = {"prompts": dg.AssetIn(),
+                    "teachers": dg.AssetIn("teacher_models", partition_mapping=dg.AllPartitionMapping())}
 
 
 def reward_length_correlation(scores: pl.DataFrame) -> float:
@@ -79,8 +82,7 @@ def build_arbitrage_assets(profile: Profile) -> list:
             cache=store.shards / context.asset_key.to_user_string(),
         )
 
-    every_teacher = dg.AssetIn("teacher_models", partition_mapping=dg.AllPartitionMapping())
-    pool_ins = {"prompts": dg.AssetIn(), "teachers": every_teacher}
+    pool_ins = dict(TEACHER_POOL_INS)
     scores_ins = {"pool_completions": dg.AssetIn(), "reward_model": dg.AssetIn()}
     if learned:
         pool_ins |= {"calibration_completions": dg.AssetIn(), "router": dg.AssetIn()}
@@ -206,7 +208,7 @@ def calibration_assets(profile: Profile, generate, score) -> list:
 
     @dg.asset(
         **PER_LANGUAGE,
-        ins={"prompts": dg.AssetIn(), "teachers": dg.AssetIn("teacher_models", partition_mapping=dg.AllPartitionMapping())},
+        ins=TEACHER_POOL_INS,
         kinds={"transformers", "parquet"},
         code_version=CODE_VERSION,
         pool="gpu",
@@ -270,14 +272,15 @@ def build_router(profile: Profile):
                                            rows=overall.height),
                  "per_language": markdown_table(per_language.with_columns(pl.exclude("language").round(3)),
                                                 rows=per_language.height)}
-        write_bytes(out / "README.md", router_card(profile, source, ranks, shown).encode())
+        facts = {"calibration_prompts": int(ranks.filter("calibration")["prompt_id"].n_unique()),
+                 "trained_on_prompts": int(ranks.filter("trained_on")["prompt_id"].n_unique()),
+                 "ranked_prompts": int(ranks["prompt_id"].n_unique()), "decisions": fingerprint(ranks)}
+        write_bytes(out / "README.md", router_card(profile, source, facts, shown).encode())
         summary = {r["routing"]: r["accuracy"] for r in overall.iter_rows(named=True)}
         yield dg.Output(ranks, output_name="router", metadata={
-            "teachers": ", ".join(model.teachers),
-            "calibration_prompts": int(ranks.filter("calibration")["prompt_id"].n_unique()),
-            "trained_on_prompts": int(ranks.filter("trained_on")["prompt_id"].n_unique()), "learned_from": source,
+            "teachers": ", ".join(model.teachers), **facts, "learned_from": source,
             **{f"held_out_accuracy_{k}": v for k, v in summary.items()},
-            "decisions": fingerprint(ranks), "model": dg.MetadataValue.path(str(out / "router.joblib")),
+            "model": dg.MetadataValue.path(str(out / "router.joblib")),
             "card": dg.MetadataValue.path(str(out / "README.md")),
         })
         yield dg.Output(table, output_name="router_accuracy",
@@ -286,7 +289,7 @@ def build_router(profile: Profile):
     return router
 
 
-def router_card(profile: Profile, source: str, ranks: pl.DataFrame, accuracy_tables: dict[str, str]) -> str:
+def router_card(profile: Profile, source: str, facts: dict, accuracy_tables: dict[str, str]) -> str:
     """The router's model card: what it learned from, how, and how well it picks on prompts it did not see."""
     settings = profile.arbitrage.router
     return "\n".join([
@@ -296,12 +299,12 @@ def router_card(profile: Profile, source: str, ranks: pl.DataFrame, accuracy_tab
         f"- profile: {profile.name}; teachers: {', '.join(profile.pool_teachers)}",
         f"- learned from: `{source}`, the teachers the arbiter scores best (ties included) on each calibration prompt "
         f"(calibration_fraction {profile.arbitrage.calibration_fraction}), less a held-out share of {settings.holdout}",
-        f"- prompts: {ranks.filter('calibration')['prompt_id'].n_unique()} in the slice, "
-        f"{ranks.filter('trained_on')['prompt_id'].n_unique()} trained on, {ranks['prompt_id'].n_unique()} ranked",
+        f"- prompts: {facts['calibration_prompts']} in the slice, {facts['trained_on_prompts']} trained on, "
+        f"{facts['ranked_prompts']} ranked",
         f"- model: scikit-learn TF-IDF character n-grams {list(settings.ngram_range)} + one logistic regression per "
         f"teacher (one-vs-rest, C={settings.regularization}); with aya_assets installed, "
         "`joblib.load('router.joblib').rank(frame)` ranks the teachers of a frame of prompt_id, language, prompt",
-        f"- decisions: {fingerprint(ranks)}", "",
+        f"- decisions: {facts['decisions']}", "",
         "## Held-out accuracy (a picked teacher is among the arbiter's best, ties counting)", "",
         accuracy_tables["overall"], "", accuracy_tables["per_language"], "",
     ])
