@@ -10,14 +10,13 @@ from __future__ import annotations
 import copy
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from aya_assets.checkpoints.files import save_trained
-from aya_assets.training.settings import DPOSettings, TrainSettings
-from aya_assets.training.trainer import trainer_args
+from aya_assets.training.settings import DPOSettings, KeepCheckpoints, TrainSettings
+from aya_assets.training.trainer import save_callbacks, save_run, trainer_args
 
 # torch, transformers and trl are imported inside train_dpo, as in training/trainer.py: asset modules import this
 # one, and loading the trainers would add seconds to every Dagster definitions load.
@@ -35,6 +34,7 @@ class DPOReport:
     trained_pairs: int
     final_margin: float  # the last logging step's values
     final_accuracy: float
+    kept_steps: list[int] = field(default_factory=list)  # steps of the checkpoints kept under kept/, newest first
 
 
 def preference_rows(frame: pl.DataFrame) -> list[dict]:
@@ -49,8 +49,10 @@ def preference_rows(frame: pl.DataFrame) -> list[dict]:
     ]
 
 
-def train_dpo(model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSettings) -> DPOReport:
-    """DPO from the checkpoint `model_dir`, which is also the reference (TRL's default); save the policy in `out_dir`."""
+def train_dpo(model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSettings,
+              keep: KeepCheckpoints | None = None) -> DPOReport:
+    """DPO from the checkpoint `model_dir`, which is also the reference (TRL's default); save the policy in `out_dir`,
+    and the checkpoints `keep` asks for in out_dir/kept/ (training/trainer.py::save_run)."""
     if not pairs:
         raise ValueError("train_dpo needs at least one preference pair, got none")
     from datasets import Dataset
@@ -72,7 +74,7 @@ def train_dpo(model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSe
         max_length=settings.max_length,
     )
     args = DPOConfig(
-        **trainer_args(train_settings, out_dir),
+        **trainer_args(train_settings, out_dir, keep),
         beta=settings.beta,
         loss_type=settings.loss_type,
         precompute_ref_log_probs=settings.precompute_ref_log_probs,
@@ -91,12 +93,13 @@ def train_dpo(model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSe
         args=args,
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
+        callbacks=save_callbacks(keep, settings.steps),
     )
     show_progress(trainer).train()
     seconds = time.perf_counter() - start
 
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    save_trained(model, tokenizer, out_dir, generation_config)
+    kept_steps = save_run(model, tokenizer, out_dir, generation_config)
     return DPOReport(
         losses=[entry["loss"] for entry in logged],
         reward_margins=[entry["rewards/margins"] for entry in logged],
@@ -106,4 +109,5 @@ def train_dpo(model_dir: Path, pairs: list[dict], out_dir: Path, settings: DPOSe
         trained_pairs=len(trainer.train_dataset),
         final_margin=logged[-1]["rewards/margins"],
         final_accuracy=logged[-1]["rewards/accuracies"],
+        kept_steps=kept_steps,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -32,6 +32,28 @@ class TrainReport:
     seconds: float
     examples: int
     parameters: int
+    kept_steps: list[int] = field(default_factory=list)  # steps of the checkpoints kept under kept/, newest first
+
+
+@dataclass
+class KeepCheckpoints:
+    """Checkpoints a run keeps for the within-run merge: the last `keep`, `every` steps apart, ending at its last step."""
+
+    keep: int
+    every: int  # steps between saved checkpoints
+
+    def __post_init__(self):
+        if self.keep < 1 or self.every < 1:
+            raise ValueError(f"KeepCheckpoints needs keep >= 1 and every >= 1 step, got keep={self.keep}, every={self.every}")
+
+    def steps(self, total: int) -> list[int]:
+        """The steps saved in a `total`-step run: the last one and those `every` before it, `keep` in all (or fewer)."""
+        return sorted({total - i * self.every for i in range(self.keep) if total - i * self.every >= 1})
+
+    @classmethod
+    def for_steps(cls, steps: int, keep: int, share: float) -> KeepCheckpoints:
+        """The last `keep` checkpoints of a `steps`-step run, `share` of its steps apart (merge.within_run)."""
+        return cls(keep=keep, every=max(1, round(steps * share)))
 
 
 @dataclass

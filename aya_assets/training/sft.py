@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from aya_assets.checkpoints.files import CheckpointError, save_trained
-from aya_assets.training.settings import TrainReport, TrainSettings
-from aya_assets.training.trainer import run, sft_trainer_class, trainer_args
+from aya_assets.checkpoints.files import CheckpointError
+from aya_assets.training.settings import KeepCheckpoints, TrainReport, TrainSettings
+from aya_assets.training.trainer import run, save_callbacks, save_run, sft_trainer_class, trainer_args
 
 # torch, transformers and trl are imported inside the functions, as in training/trainer.py: asset modules import this one.
 
@@ -69,20 +69,24 @@ def sft_rows(conversations: list[list[dict]], mode: str) -> list[dict]:
     return rows
 
 
-def sft_trainer(model, tokenizer, conversations: list[list[dict]], out_dir: Path, settings: TrainSettings, mode: str):
-    """TRL's SFTTrainer (the model's own loss, see training/trainer.py) over `conversations`, masked as `mode` says."""
+def sft_trainer(model, tokenizer, conversations: list[list[dict]], out_dir: Path, settings: TrainSettings, mode: str,
+                keep: KeepCheckpoints | None = None):
+    """TRL's SFTTrainer (the model's own loss, see training/trainer.py) over `conversations`, masked as `mode` says,
+    saving the checkpoints `keep` asks for."""
     from datasets import Dataset
     from trl import SFTConfig
 
-    args = SFTConfig(**trainer_args(settings, out_dir), assistant_only_loss=mode == ASSISTANT_ONLY,
+    args = SFTConfig(**trainer_args(settings, out_dir, keep), assistant_only_loss=mode == ASSISTANT_ONLY,
                      completion_only_loss=mode == COMPLETION_ONLY)
     return sft_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(sft_rows(conversations, mode)),
-                                processing_class=tokenizer)
+                                processing_class=tokenizer, callbacks=save_callbacks(keep, settings.steps))
 
 
-def train_sft(model_dir: Path, conversations: list[list[dict]], out_dir: Path, settings: TrainSettings) -> TrainReport:
+def train_sft(model_dir: Path, conversations: list[list[dict]], out_dir: Path, settings: TrainSettings,
+              keep: KeepCheckpoints | None = None) -> TrainReport:
     """SFT the checkpoint `model_dir` on conversations, loss on the answers; save it in `out_dir` with the generation
-    config it came with (eos ids, sampling settings), which TRL rewrites."""
+    config it came with (eos ids, sampling settings), which TRL rewrites, and the checkpoints `keep` asks for in
+    out_dir/kept/ (training/trainer.py::save_run)."""
     if not conversations:
         raise ValueError("train_sft needs at least one conversation, got none")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,6 +95,6 @@ def train_sft(model_dir: Path, conversations: list[list[dict]], out_dir: Path, s
     mode = loss_mode(tokenizer, model_dir)  # before the weights load: a template SFT cannot use fails in seconds
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     generation_config = copy.deepcopy(model.generation_config)
-    report = run(sft_trainer(model, tokenizer, conversations, out_dir, settings, mode))
-    save_trained(model, tokenizer, out_dir, generation_config)
+    report = run(sft_trainer(model, tokenizer, conversations, out_dir, settings, mode, keep))
+    report.kept_steps = save_run(model, tokenizer, out_dir, generation_config)
     return report
