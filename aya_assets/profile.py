@@ -324,11 +324,103 @@ class TrainingConfig(_Strict):
     min_margin: float = Field(0.1, ge=0.0)  # best-vs-worst pairs closer than this in score are dropped
 
 
+MergeStage = Literal["within_run", "across_clusters", "safety"]
+MERGE_STAGE_ORDER = ("within_run", "across_clusters", "safety")
+
+
+class WithinRunConfig(_Strict):
+    """Checkpoints each cluster run keeps for the within-run merge: the last `keep`, `every` (a share of its steps) apart."""
+
+    keep: int = Field(3, ge=1)
+    every: float = Field(0.1, gt=0.0, le=1.0)
+
+
 class MergeConfig(_Strict):
     method: Literal["linear", "slerp", "ties", "dare_ties"] = "linear"
     weights: dict[str, float] | None = None  # per cluster; default: proportional to each cluster's training rows
     density: float = Field(0.5, gt=0.0, le=1.0)  # ties / dare_ties
     slerp_t: float = Field(0.5, ge=0.0, le=1.0)
+    # The merge stages, in the recipe's order: within_run (each cluster run's kept checkpoints averaged), then
+    # across_clusters (the method above), then safety (safety-tuned and general model, safety.merge_weight).
+    plan: list[MergeStage] = ["within_run", "across_clusters", "safety"]
+    within_run: WithinRunConfig = WithinRunConfig()
+
+    @field_validator("plan")
+    @classmethod
+    def _plan(cls, value):
+        if "across_clusters" not in value:
+            raise ValueError("merge.plan must hold across_clusters: the cluster models are merged into one model")
+        if len(set(value)) != len(value) or value != [s for s in MERGE_STAGE_ORDER if s in value]:
+            raise ValueError(f"merge.plan: each stage once, in the order {', '.join(MERGE_STAGE_ORDER)}; got {value}")
+        return value
+
+
+class RedTeamSource(_Strict):
+    """Red-team prompts in the Aya Red-teaming layout (CohereLabs/aya_redteaming): aya_<iso 639-3>.jsonl files with
+    prompt, language (English name), harm_category, global_or_local; optional safe_reference / unsafe_reference (the
+    bundled tiny set has both). `path`: a local copy (a folder of those files, or one file); else the hub dataset."""
+
+    kind: Literal["aya_redteaming"]
+    name: str = "aya_redteaming"
+    path: str | None = None
+    dataset: str = "CohereLabs/aya_redteaming"
+    revision: str | None = None
+    languages: list[str] | None = None  # default: every Aya language the source has
+    split: Split | None = None  # default: a seeded hash of prompt_id with safety.eval_fraction
+    _check_path = field_validator("path")(lambda v: v if v is None else _existing(v))
+    _check_languages = field_validator("languages")(lambda v: v if v is None else [check_language(c) for c in v])
+
+
+class HarmClassifierConfig(_Strict):
+    """tiny harm judge: TF-IDF character n-grams + logistic regression, refusal vs anything else (scikit-learn)."""
+
+    ngram_range: tuple[int, int] = (1, 4)
+    regularization: float = Field(1.0, gt=0.0)  # scikit-learn's C
+
+
+class SafetyConfig(_Strict):
+    enabled: bool = True
+    sources: list[RedTeamSource] = Field(default_factory=lambda: [RedTeamSource(kind="aya_redteaming",
+                                                                                  name="redteam_seed",
+                                                                                  path="data/seed/redteam")])
+    eval_fraction: float = Field(0.3, ge=0.0, le=1.0)  # for rows whose source gives no split
+    # General rows (arbitrage SFT data) per safety row in the safety SFT: the mix that keeps general skills.
+    general_mix: float = Field(1.0, ge=0.0)
+    sft: TrainSettings = TrainSettings(steps=100, learning_rate=1e-3, batch_size=16)
+    dpo: DPOSettings | None = DPOSettings(steps=20, learning_rate=1e-4, batch_size=8)  # safe over unsafe; null: none
+    merge_weight: float = Field(0.5, ge=0.0, le=1.0)  # the safety-tuned model's weight in the safety merge
+    sweep: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0]  # safety_merged partitions (merge_weight is always one)
+    harm_judge: Literal["classifier", "llm"] = "classifier"
+    harm_judge_model: str | None = None  # llm: a guard model's checkpoint dir, hub id or served name
+    harm_judge_max_new_tokens: int = Field(16, ge=1)
+    classifier: HarmClassifierConfig = HarmClassifierConfig()
+    classifier_holdout: float = Field(0.2, gt=0.0, lt=1.0)  # share of train references held out to report accuracy
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value):
+        bad = [w for w in value if not 0.0 <= w <= 1.0]
+        if bad:
+            raise ValueError(f"safety.sweep: weights must be in [0, 1], got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _judge(self):
+        if self.harm_judge == "llm" and not self.harm_judge_model:
+            raise ValueError("safety.harm_judge 'llm' needs safety.harm_judge_model (a guard model)")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"safety.sources: names must be unique, got {names}")
+        if self.enabled and not self.sources:
+            raise ValueError("safety.enabled needs at least one red-team source in safety.sources")
+        return self
+
+    @property
+    def weights(self) -> list[float]:
+        """The safety-merge weights swept (each a safety_merged partition), merge_weight among them, ascending."""
+        return sorted({round(w, 4) for w in [*self.sweep, self.merge_weight]})
+
+    _local = field_validator("harm_judge_model")(_localized)
 
 
 class OnlineConfig(_Strict):
@@ -391,6 +483,7 @@ class Profile(_Strict):
     online: OnlineConfig = OnlineConfig()
     translation: TranslationConfig = TranslationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    safety: SafetyConfig = SafetyConfig()
     # Concurrency slots per Dagster pool (the instance's pool limits, set when aya starts). Trained and generating
     # steps carry pool="gpu": one at a time per GPU on the gpu profile; on the CPU profile one per core.
     pools: dict[str, int] = {"gpu": 1}

@@ -65,6 +65,15 @@ BAD_PROFILES = [
     ({"translation": {"translator": "nllb", "model": "./no/nllb"}},
      r"translation\.model: path does not exist: .*no/nllb; .*or set translation\.translator: none"),
     ({"generation": {"device": "gpu"}}, r"generation\.device: 'gpu' is not a torch device"),
+    # The merge plan and the safety stage.
+    ({"merge": {"plan": ["within_run", "safety"]}}, r"merge\.plan: .*must hold across_clusters"),
+    ({"merge": {"plan": ["across_clusters", "within_run"]}}, r"merge\.plan: .*in the order within_run, across_clusters, safety"),
+    ({"merge": {"plan": ["nested"]}}, r"merge\.plan\.0: Input should be 'within_run', 'across_clusters' or 'safety'"),
+    ({"merge": {"within_run": {"keep": 0}}}, r"merge\.within_run\.keep: Input should be greater than or equal to 1"),
+    ({"safety": {"harm_judge": "llm"}}, r"safety: .*harm_judge 'llm' needs safety\.harm_judge_model"),
+    ({"safety": {"sweep": [0.0, 1.5]}}, r"safety\.sweep: .*weights must be in \[0, 1\], got \[1\.5\]"),
+    ({"safety": {"sources": [{"kind": "aya_redteaming", "path": "no/such/copy"}]}},
+     r"safety\.sources\.0\.path: path does not exist: .*no/such/copy"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Stage 7: red-team prompts, safety training, the safety merge and harm evaluation."""
