@@ -35,10 +35,11 @@ def features(frame: pl.DataFrame) -> list[str]:
     return [f"<{language}> {text}" for language, text in zip(frame["language"], frame["prompt"])]
 
 
-def held_out(ids: pl.Series, fraction: float) -> pl.Series:
-    """Which calibration prompts the router does not train on: a salted sha256 of the id, so the choice is
-    independent of the id's own halves (which decided train/eval and the calibration slice) and stable across runs."""
-    buckets = [int.from_bytes(hashlib.sha256(f"router|{i}".encode()).digest()[:4], "little") / 2**32 for i in ids]
+def held_out(ids: pl.Series, fraction: float, salt: str = "router") -> pl.Series:
+    """Which ids a model does not train on (the router's calibration prompts; the harm classifier's references): a
+    salted sha256 of the id, so the choice is independent of the id's own halves (which decided train/eval and the
+    calibration slice) and of another model's split, and stable across runs."""
+    buckets = [int.from_bytes(hashlib.sha256(f"{salt}|{i}".encode()).digest()[:4], "little") / 2**32 for i in ids]
     return pl.Series(buckets, dtype=pl.Float64) < fraction
 
 
