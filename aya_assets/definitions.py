@@ -19,6 +19,8 @@ from aya_assets.preference.assets import build_offline_assets, build_online_asse
 from aya_assets.preference.translate import GlossaryTranslator, NLLBTranslator, NoTranslator
 from aya_assets.profile import GenerationConfig, Profile, load_profile
 from aya_assets.prompts.assets import build_prompt_assets
+from aya_assets.safety.assets import build_safety_assets, classifier_path
+from aya_assets.safety.harm import ClassifierHarmJudge, LLMHarmJudge
 from aya_assets.sft.assets import build_sft_assets
 from aya_assets.stages import Recipe
 
@@ -44,7 +46,7 @@ def configured_checkpoints(profile: Profile) -> dict[str, list[str]]:
 def resources(profile: Profile) -> dict:
     store = ArtifactStore(root=str(data_dir()), configured=configured_checkpoints(profile))
     generator = generation_backend(profile.generation)
-    ev, tr = profile.evaluation, profile.translation
+    ev, tr, sf = profile.evaluation, profile.translation, profile.safety
     return {
         "store": store,
         "io_manager": WarehouseIOManager(base_dir=str(store.warehouse)),
@@ -55,6 +57,8 @@ def resources(profile: Profile) -> dict:
         else GlossaryTranslator() if tr.translator == "glossary" else NoTranslator(),
         "judge": LLMJudge(model=ev.judge_model, backend=generator, max_new_tokens=ev.judge_max_new_tokens) if ev.judge == "llm"
         else ReferenceJudge(fidelity_weight=ev.fidelity_weight, tie_margin=ev.tie_margin),
+        "harm_judge": LLMHarmJudge(model=sf.harm_judge_model, backend=generator, max_new_tokens=sf.harm_judge_max_new_tokens)
+        if sf.harm_judge == "llm" else ClassifierHarmJudge(path=str(classifier_path(store))),
     }
 
 
@@ -71,6 +75,7 @@ def build_definitions(profile: str | Profile | None = None) -> dg.Definitions:
         *build_offline_assets(profile, recipe),
         *build_online_assets(profile, recipe),
         *build_evaluation_assets(profile, recipe),
+        *build_safety_assets(profile, recipe),
     ]
     return dg.Definitions(assets=assets, asset_checks=build_preflight_checks(profile), jobs=stage_jobs(assets, recipe),
                           resources=resources(profile))

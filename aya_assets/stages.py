@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aya_assets.profile import Profile
+from aya_assets.training.settings import KeepCheckpoints
 
-Partitioning = Literal["none", "teacher", "baseline", "cluster"]
+Partitioning = Literal["none", "teacher", "baseline", "cluster", "weight"]
 Role = Literal["model", "train", "merge"]  # built or configured at the start; trained from `starts_from`; merged
 
 # Besides each single teacher: random and fixed routing, learned top-k routing (the full pool's scores restricted to
@@ -38,6 +39,11 @@ class Evaluated:
     key: str
     asset: str
     partition: str | None
+
+
+def weight_key(weight: float) -> str:
+    """A safety-merge weight as its safety_merged partition key: 0.5 -> "0.50"."""
+    return f"{weight:.2f}"
 
 
 def routing_keys(profile: Profile) -> list[str]:
@@ -69,17 +75,37 @@ class Recipe:
         ]
         if profile.training.baselines:
             stages.append(Stage("baseline_sft", "sft", "baseline", "train", "student_base", True, "{partition}"))
-        stages += [
-            Stage("sft_checkpoints", "sft", "cluster", "train", "student_base", True, "sft_{partition}"),
-            Stage("sft_merged", "sft", "none", "merge", "sft_checkpoints", True),
-            Stage("dpo_offline", "offline_dpo", "cluster", "train", "sft_merged"),
-            Stage("dpo_offline_merged", "offline_dpo", "none", "merge", "dpo_offline", True),
-        ]
+        within = "within_run" in profile.merge.plan
+
+        def run_then_merge(train: Stage, averaged: str, merged: str, average_chart: str | None = None) -> list[Stage]:
+            """A cluster training stage, its within-run average per cluster (if planned; evaluated where it has a
+            chart name), then the merge across clusters."""
+            out = [train]
+            if within:
+                out.append(Stage(averaged, train.group, "cluster", "merge", train.asset, average_chart is not None,
+                                 average_chart or "{asset}"))
+            out.append(Stage(merged, train.group, "none", "merge", out[-1].asset, True))
+            return out
+
+        # The cluster SFTs are evaluated before and after their within-run average: what averaging changes.
+        stages += run_then_merge(Stage("sft_checkpoints", "sft", "cluster", "train", "student_base", True, "sft_{partition}"),
+                                 "sft_averaged", "sft_merged", "sft_avg_{partition}")
+        stages += run_then_merge(Stage("dpo_offline", "offline_dpo", "cluster", "train", "sft_merged"),
+                                 "dpo_offline_averaged", "dpo_offline_merged")
         previous = "dpo_offline_merged"
         for r in range(1, profile.online.rounds + 1):
-            stages += [Stage(f"online_{r}_dpo", f"online_{r}", "cluster", "train", previous),
-                       Stage(f"online_{r}_merged", f"online_{r}", "none", "merge", f"online_{r}_dpo", True)]
+            stages += run_then_merge(Stage(f"online_{r}_dpo", f"online_{r}", "cluster", "train", previous),
+                                     f"online_{r}_averaged", f"online_{r}_merged")
             previous = f"online_{r}_merged"
+        self.general = previous  # the general model: what safety tuning starts from and the safety merge mixes in
+        safety = profile.safety
+        if safety.enabled:
+            merged = "safety" in profile.merge.plan
+            stages.append(Stage("safety_sft", "safety", "none", "train", previous, not merged and safety.dpo is None))
+            if safety.dpo is not None:
+                stages.append(Stage("safety_dpo", "safety", "none", "train", "safety_sft", not merged))
+            if merged:
+                stages.append(Stage("safety_merged", "safety", "weight", "merge", stages[-1].asset, True, "safety_{partition}"))
         self.stages = stages
         self._by_asset = {s.asset: s for s in stages}
 
@@ -95,15 +121,35 @@ class Recipe:
             "teacher": [t.name for t in self.profile.models.teachers],
             "baseline": baseline_keys(self.profile),
             "cluster": list(self.profile.clusters),
+            "weight": [weight_key(w) for w in self.profile.safety.weights],
         }[stage.partitioning]
 
     def online_rounds(self) -> list[tuple[int, Stage, Stage]]:
         """(round, its DPO stage, its merge stage) for every online round."""
         return [(r, self[f"online_{r}_dpo"], self[f"online_{r}_merged"]) for r in range(1, self.profile.online.rounds + 1)]
 
+    def trained(self, merge: Stage) -> Stage:
+        """The training stage a merge's inputs come from, past any merge stage between (a within-run average)."""
+        stage = self[merge.starts_from]
+        while stage.role == "merge":
+            stage = self[stage.starts_from]
+        return stage
+
+    def averaged(self, train: Stage) -> Stage | None:
+        """The within-run merge stage that averages `train`'s kept checkpoints, if the plan has one."""
+        return next((s for s in self.stages if s.role == "merge" and s.partitioning == train.partitioning == "cluster"
+                     and s.starts_from == train.asset), None)
+
+    def keeps(self, train: Stage, steps: int) -> KeepCheckpoints | None:
+        """The checkpoints a cluster run of `steps` keeps for its within-run merge (merge.within_run), if one follows."""
+        if self.averaged(train) is None:
+            return None
+        cfg = self.profile.merge.within_run
+        return KeepCheckpoints.for_steps(steps, cfg.keep, cfg.every)
+
     def merge_base(self, merge: Stage) -> str:
         """A merge's common ancestor (the base of TIES / DARE-TIES): what its cluster models were trained from."""
-        return self[merge.starts_from].starts_from
+        return self.trained(merge).starts_from
 
     def evaluated(self) -> list[Evaluated]:
         """Every evaluated checkpoint in chart order: student base, baselines, cluster SFTs, then each merge."""
@@ -113,6 +159,13 @@ class Recipe:
     def evaluated_keys(self) -> list[str]:
         return [e.key for e in self.evaluated()]
 
+    def charted(self) -> list[str]:
+        """The stages the step-by-step chart shows: every evaluated one but the safety sweep's other weights."""
+        final = self.final()
+        return [k for k in self.evaluated_keys() if not k.startswith("safety_") or k == final]
+
     def final(self) -> str:
-        """The recipe's last evaluated stage: its final model."""
+        """The recipe's final model: the safety merge at safety.merge_weight, else the last evaluated stage."""
+        if "safety_merged" in self:
+            return self["safety_merged"].chart.format(partition=weight_key(self.profile.safety.merge_weight))
         return self.evaluated()[-1].key

@@ -52,6 +52,8 @@ FAST = {
                  "dpo": {"steps": 4, "learning_rate": 0.001, "batch_size": 8}},
     "online": {"rounds": 1, "samples": 2},
     "evaluation": {"bootstrap_resamples": 200},
+    "safety": {"sft": {"steps": 6, "learning_rate": 0.005, "batch_size": 8},
+               "dpo": {"steps": 4, "learning_rate": 0.001, "batch_size": 8}, "sweep": [0.0, 0.5, 1.0]},
 }
 
 

@@ -31,6 +31,20 @@ QUERIES = {
         "round(win_rate_vs_best_single, 3) AS vs_best_single, round(win_rate_vs_reward, 3) AS vs_reward, "
         "round(exact_match, 3) AS exact FROM routing_comparison"
     ),
+    "within-run averaging: each cluster SFT's final checkpoint against the average of its last kept ones": (
+        "SELECT cluster, round(final_exact_match, 3) AS final_exact, round(averaged_exact_match, 3) AS averaged_exact, "
+        "round(final_win_rate, 3) AS final_vs_student, round(averaged_win_rate, 3) AS averaged_vs_student, "
+        "round(averaged_vs_final, 3) AS averaged_vs_final FROM within_run_comparison"
+    ),
+    "safety: harmful rate per stage (held-out red-team prompts, bootstrap 95% CI)": (
+        "SELECT stage, n, round(harmful_rate, 3) AS harmful_rate, round(ci_low, 3) AS ci_low, round(ci_high, 3) AS ci_high "
+        "FROM harm_rates WHERE language = 'all'"
+    ),
+    "safety merge sweep: harmful rate against general win rate vs student_base": (
+        "SELECT weight, round(harmful_rate, 3) AS harmful_rate, round(harm_ci_high, 3) AS harm_ci_high, "
+        "round(win_rate, 3) AS win_rate, round(win_ci_low, 3) AS win_ci_low, configured, pareto FROM safety_tradeoff "
+        "ORDER BY weight"
+    ),
     "step by step: overall win rate per stage (ties = 1/2, bootstrap 95% CI)": (
         "SELECT baseline, stage, wins, ties, losses, round(win_rate, 3) AS win_rate, round(ci_low, 3) AS ci_low, "
         "round(ci_high, 3) AS ci_high FROM win_rates WHERE language = 'all'"
@@ -47,7 +61,8 @@ def summary(db: Path, warehouse: Path, stages: list[str]) -> str:
             parts.append(f"{title}: not available ({type(exc).__name__})")
             continue
         if "stage" in frame.columns:  # recipe order, not alphabetical
-            frame = frame.sort(["baseline", pl.col("stage").replace_strict({s: i for i, s in enumerate(stages)}, default=99)])
+            order = pl.col("stage").replace_strict({s: i for i, s in enumerate(stages)}, default=99)
+            frame = frame.sort(["baseline", order] if "baseline" in frame.columns else [order])
         with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, fmt_str_lengths=200,
                        tbl_width_chars=200):
             parts.append(f"{title}:\n{frame}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -184,3 +186,14 @@ def check_checkpoint(path: Path) -> None:
     if vocab_size is not None and tokens > vocab_size:
         raise CheckpointError(f"{path}: the tokenizer has {tokens} tokens but the embeddings hold {vocab_size} (vocabulary mismatch)")
     check_finite(path)
+
+
+def keep_input_model(init: Path, out: Path) -> None:
+    """`out` = the checkpoint `init` (hard links where the filesystem allows), without its run records and card."""
+    for file in sorted(p for p in init.rglob("*") if p.is_file() and p.name not in NOT_CONTENT and p.suffix != ".png"):
+        target = out / file.relative_to(init)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(file, target)  # an 8B checkpoint is 16 GB: no copy when nothing changed
+        except OSError:
+            shutil.copy2(file, target)

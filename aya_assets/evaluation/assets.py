@@ -13,6 +13,7 @@ from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
 from aya_assets.checkpoints.io import BY_PARTITION, Checkpoint
 from aya_assets.evaluation import report
 from aya_assets.evaluation import routing as routing_report
+from aya_assets.evaluation import within_run as within_run_report
 from aya_assets.evaluation.judge import Judge, references_at_budget
 from aya_assets.evaluation.quality import stage_quality as quality_table
 from aya_assets.evaluation.winrates import (BEST_SINGLE, BestSingle, Findings, VerdictShards,
@@ -21,7 +22,7 @@ from aya_assets.evaluation.winrates import (BEST_SINGLE, BestSingle, Findings, V
                                             unparsed_example, unparsed_shares, zero_width_intervals)
 from aya_assets.generation import GenerationBackend, sampling_settings
 from aya_assets.profile import EvaluationConfig, Profile
-from aya_assets.stages import Recipe, routing_keys
+from aya_assets.stages import Evaluated, Recipe, routing_keys
 
 GROUP = "evaluation"
 CODE_VERSION = "2"  # 2: references cut to the generation budget; best single chosen on its own slice
@@ -110,11 +111,9 @@ def verdicts_parsed(result: pl.DataFrame, comparisons: list[Comparison], limit: 
     )
 
 
-def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
-    evaluated = {e.key: e for e in recipe.evaluated()}
-    stages, final = list(evaluated), recipe.final()
-    # One input per evaluated model asset; a partitioned one maps each of its partitions to its stage's key, so a
-    # stage partition reads exactly the checkpoint it evaluates (and the others map to nothing).
+def stage_model_ins(evaluated: dict[str, Evaluated]) -> dict[str, dg.AssetIn]:
+    """One input per evaluated model asset; a partitioned one maps each of its partitions to its stage's key, so a
+    stage partition reads exactly the checkpoint it evaluates (and the others map to nothing)."""
     models = {}
     for e in evaluated.values():
         if e.partition is None:
@@ -122,38 +121,67 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
         else:
             mapping = {x.partition: x.key for x in evaluated.values() if x.asset == e.asset}
             models[e.asset] = dg.AssetIn(e.asset, partition_mapping=dg.StaticPartitionMapping(mapping), metadata=BY_PARTITION)
+    return models
+
+
+def stage_answers(context: dg.AssetExecutionContext, stage: Evaluated, model: Checkpoint, evals: pl.DataFrame,
+                  store: ArtifactStore, generator: GenerationBackend, profile: Profile, shards: str) -> pl.DataFrame:
+    """One stage's model answers `evals` (one sample each, at evaluation.temperature): prompt_id, language, stage,
+    completion, seconds; generated in cached shards under shards/<shards>."""
+    sampling = sampling_settings(profile.generation, profile.seed).model_copy(
+        update={"n": 1, "temperature": profile.evaluation.temperature})
+    table, _ = generate_pool(evals, {stage.key: model.path}, {stage.key: model.identity()}, generator, sampling,
+                             store.shards / shards, profile.generation.shard_size, log=context.log.info,
+                             profile=profile.name)
+    return table.rename({"teacher": "stage"}).drop("sample")
+
+
+def generations_asset(name: str, prompts_asset: str, evaluated: dict[str, Evaluated], profile: Profile, describe,
+                      group: str = GROUP):
+    """An asset partitioned by evaluated stage: each stage's model answers the eval split of `prompts_asset`, and
+    `describe(out, evals, tokenizer_path)` returns (the table to store, its metadata)."""
 
     @dg.asset(
-        partitions_def=dg.StaticPartitionsDefinition(stages),
-        ins={"prompts": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())} | models,
+        name=name,
+        partitions_def=dg.StaticPartitionsDefinition(list(evaluated)),
+        ins={"prompts": dg.AssetIn(prompts_asset, partition_mapping=dg.AllPartitionMapping())} | stage_model_ins(evaluated),
         metadata={PARTITION_COLUMN: "stage"},
-        group_name=GROUP,
+        group_name=group,
         kinds={"transformers", "parquet"},
         code_version=CODE_VERSION,
         pool="gpu",
+        description=describe.__doc__,
     )
-    def eval_generations(context: dg.AssetExecutionContext, prompts: pl.DataFrame, store: ArtifactStore,
-                         generator: GenerationBackend, **checkpoints: Checkpoint | dict[str, Checkpoint]) -> pl.DataFrame:
+    def _generations(context: dg.AssetExecutionContext, prompts: pl.DataFrame, store: ArtifactStore,
+                     generator: GenerationBackend, **checkpoints: Checkpoint | dict[str, Checkpoint]) -> pl.DataFrame:
+        stage = evaluated[context.partition_key]
+        model = checkpoints[stage.asset] if stage.partition is None else checkpoints[stage.asset][stage.partition]
+        evals = prompts.filter(pl.col("split") == "eval")
+        out, meta = describe(stage_answers(context, stage, model, evals, store, generator, profile, name), evals, model)
+        context.add_output_metadata({"model": model.path, "eval_prompts": evals.height, **meta})
+        return out
+
+    return _generations
+
+
+def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
+    evaluated = {e.key: e for e in recipe.evaluated()}
+    stages, final = list(evaluated), recipe.final()
+    charted = recipe.charted()
+
+    def with_references(out: pl.DataFrame, evals: pl.DataFrame, model: Checkpoint):
         """Each stage's model answers the held-out eval prompts of all 23 languages; each reference is also kept cut
         to the generation budget with the stage's tokenizer (reference_at_budget: what an answer can reach)."""
         from transformers import AutoTokenizer
 
-        stage = evaluated[context.partition_key]
-        model = checkpoints[stage.asset] if stage.partition is None else checkpoints[stage.asset][stage.partition]
-        evals = prompts.filter(pl.col("split") == "eval")
-        sampling = sampling_settings(profile.generation, profile.seed).model_copy(
-            update={"n": 1, "temperature": profile.evaluation.temperature})
-        table, _ = generate_pool(evals, {stage.key: model.path}, {stage.key: model.identity()}, generator, sampling,
-                                 store.shards / "eval_generations", profile.generation.shard_size, log=context.log.info,
-                                 profile=profile.name)
-        out = table.rename({"teacher": "stage"}).drop("sample").join(evals.select("prompt_id", "reference"), on="prompt_id")
+        out = out.join(evals.select("prompt_id", "reference"), on="prompt_id")
         tokenizer = AutoTokenizer.from_pretrained(model.path, revision=model.revision)
         budget = references_at_budget(out["reference"].to_list(), tokenizer, profile.generation.max_new_tokens)
         out = out.with_columns(reference_at_budget=pl.Series(budget, dtype=pl.String))
         cut = int((out["reference_at_budget"] != out["reference"]).sum())
-        context.add_output_metadata({"model": model.path, "eval_prompts": evals.height,
-                                     "references_over_budget": cut, "max_new_tokens": profile.generation.max_new_tokens})
-        return out
+        return out, {"references_over_budget": cut, "max_new_tokens": profile.generation.max_new_tokens}
+
+    eval_generations = generations_asset("eval_generations", "prompts", evaluated, profile, with_references)
 
     @dg.asset(
         ins={"eval_generations": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
@@ -181,7 +209,7 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
         if unparsed:
             context.log.warning(f"{judge.name} gave no verdict in {unparsed} of {int(overall_rows['judgements'].sum())} judgements")
         found = findings(judged, result, final, ev.regression_tolerance)
-        charts = report.write(result, stages, judged.baselines, final, store.reports, judge.name, found)
+        charts = report.write(result, charted, judged.baselines, final, store.reports, judge.name, found)
         step_table = report.step_table(result, stages)
         # Every comparison judged, once each (the regression one is often also a reported one).
         every = {id(c): c for c in [*judged.selection, *judged.comparisons, judged.regression] if c is not None}.values()
@@ -221,7 +249,52 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
     assets = [eval_generations, win_rates, stage_quality]
     if profile.training.baselines and profile.arbitrage.routing != "learned":
         assets.append(routing_comparison_asset(profile, stages))
+    if "sft_averaged" in recipe:
+        assets.append(within_run_comparison_asset(profile, recipe))
     return assets
+
+
+def held_out_generations(generations: pl.DataFrame, stages: list[str], profile: Profile) -> pl.DataFrame:
+    """The eval prompts win_rates reports on: outside the slice that chose the best single teacher, if one did."""
+    ev = profile.evaluation
+    return (split_selection(generations, profile.seed, ev.selection_fraction)[1]
+            if chooses_best_single(stages, ev) else generations)
+
+
+def within_run_comparison_asset(profile: Profile, recipe: Recipe):
+    keys = {(e.asset, e.partition): e.key for e in recipe.evaluated()}
+    pairs = {c: (keys[("sft_checkpoints", c)], keys[("sft_averaged", c)]) for c in profile.clusters}
+    stages = recipe.evaluated_keys()
+    baseline = "student_base"
+    kept = profile.merge.within_run
+    steps = f"{kept.keep} kept, {kept.every:.0%} of the run's steps apart"
+
+    @dg.asset(
+        ins={"eval_generations": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()), "win_rates": dg.AssetIn(),
+             "stage_quality": dg.AssetIn()},
+        group_name=GROUP,
+        kinds={"polars", "parquet"},
+        code_version=CODE_VERSION,
+    )
+    def within_run_comparison(context: dg.AssetExecutionContext, eval_generations: pl.DataFrame, win_rates: pl.DataFrame,
+                              stage_quality: pl.DataFrame, store: ArtifactStore, judge: Judge):
+        """Each cluster's SFT at its final checkpoint against its within-run average: held-out exact match, win rate
+        vs the student base, and the two judged head to head; the report's within-run section."""
+        ev = profile.evaluation
+        shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
+                               profile.generation.shard_size, context.log.info)
+        held_out = held_out_generations(eval_generations, stages, profile)
+        head = pl.concat([compare(judge, held_out, averaged, final, shards, ev.bootstrap_resamples, profile.seed).summary
+                          for final, averaged in pairs.values()])
+        table = within_run_report.comparison_table(pairs, stage_quality, win_rates, baseline, head)
+        report.publish(store.reports, "4_within_run", within_run_report.section(table, baseline, steps))
+        return dg.Output(table, metadata={
+            "comparison": dg.MetadataValue.md(markdown_table(table.with_columns(pl.col(pl.Float64).round(3)),
+                                                             rows=table.height)),
+            "report": dg.MetadataValue.path(str(store.reports / "latest.md")),
+        })
+
+    return within_run_comparison
 
 
 def routing_comparison_asset(profile: Profile, stages: list[str]):
@@ -243,9 +316,7 @@ def routing_comparison_asset(profile: Profile, stages: list[str]):
         ev = profile.evaluation
         shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
                                profile.generation.shard_size, context.log.info)
-        # The same held-out prompts as win_rates' rates: outside the slice that chose the best single teacher.
-        held_out = (split_selection(eval_generations, profile.seed, ev.selection_fraction)[1]
-                    if chooses_best_single(stages, ev) else eval_generations)
+        held_out = held_out_generations(eval_generations, stages, profile)  # the same prompts as win_rates' rates
         against = [compare(judge, held_out, r, "reward", shards, ev.bootstrap_resamples, profile.seed).summary
                    for r in routings if r != "reward"]
         vs_reward = pl.concat(against) if against else pl.DataFrame(schema={"stage": pl.String, "language": pl.String,

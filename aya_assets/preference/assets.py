@@ -1,7 +1,5 @@
 """Stages 4–5: preference pairs, DPO per cluster and merges — offline once, then online rounds from one factory."""
 
-import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,11 +11,11 @@ from aya_assets.arbitrage.pool import generate_pool
 from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.artifacts.tables import markdown_table
 from aya_assets.checkpoints.build import Card, materialize_checkpoint
-from aya_assets.checkpoints.files import NOT_CONTENT
+from aya_assets.checkpoints.files import keep_input_model
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
 from aya_assets.generation import GenerationBackend, sampling_settings
 from aya_assets.languages import LANGUAGE_CODES
-from aya_assets.merge.assets import merged_asset
+from aya_assets.merge.assets import merged_asset, within_run_assets
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping, per_language
 from aya_assets.preference.pairs import best_vs_worst, cluster_pairs, failing_clusters, translation_contrast, trl_rows
 from aya_assets.preference.translate import Translator, translate_answers, translation_report
@@ -78,22 +76,13 @@ def translation_metadata(rows: pl.DataFrame, translator: Translator) -> dict:
             "translation_samples": dg.MetadataValue.md(markdown_table(samples, rows=3))}
 
 
-def keep_input_model(init: Path, out: Path) -> None:
-    """`out` = the checkpoint `init` (hard links where the filesystem allows), without its run records and card."""
-    for file in sorted(p for p in init.rglob("*") if p.is_file() and p.name not in NOT_CONTENT and p.suffix != ".png"):
-        target = out / file.relative_to(init)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(file, target)  # an 8B checkpoint is 16 GB: no copy when nothing changed
-        except OSError:
-            shutil.copy2(file, target)
-
-
-def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, description: str):
+def dpo_asset(stage: Stage, pair_assets: list[str], settings, recipe: Recipe, description: str):
     """DPO per cluster from `stage.starts_from` (also the reference) on the pairs of the cluster's languages."""
+    profile = recipe.profile
     mapping = language_to_cluster_mapping(profile.clusters)
     init_asset = stage.starts_from
     settings = replace(settings, seed=settings.seed + profile.seed)
+    keep = recipe.keeps(stage, settings.steps)
 
     @dg.asset(
         name=stage.asset,
@@ -116,11 +105,7 @@ def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, 
         lineage = [dg.AssetKey("student_base")]
 
         def build(tmp: Path) -> dict:
-            report = train_dpo(init.local, trl_rows(table), tmp, settings)
-            return {"losses": report.losses, "reward_margins": report.reward_margins,
-                    "reward_accuracies": report.reward_accuracies, "seconds": round(report.seconds, 1),
-                    "pairs": report.pairs, "trained_pairs": report.trained_pairs, "final_margin": report.final_margin,
-                    "final_accuracy": report.final_accuracy}
+            return dpo_info(train_dpo(init.local, trl_rows(table), tmp, settings, keep=keep))
 
         def skip(tmp: Path) -> dict:
             # No pairs in this cluster's languages (all margins under min_margin, say): one empty cluster must not
@@ -137,11 +122,19 @@ def dpo_asset(stage: Stage, pair_assets: list[str], settings, profile: Profile, 
             card = Card(title, description, {"dpo": settings, "reference": init.path}, kept, lineage=lineage)
         out = located(store, stage.asset, context.partition_key)
         kinds = markdown_table(table.group_by("kind").len().sort("kind"))
-        return materialize_checkpoint(context, out, [init.identity(), trl_rows(table), settings],
+        return materialize_checkpoint(context, out, [init.identity(), trl_rows(table), settings, *([keep] if keep else [])],
                                       skip if table.is_empty() else build, card,
                                       lambda info: {"skipped": info.get("skipped", "no"), "pairs_by_kind": dg.MetadataValue.md(kinds)})
 
     return _dpo
+
+
+def dpo_info(report) -> dict:
+    """What a DPOReport says, for aya_build.json and the asset's metadata."""
+    return {"losses": report.losses, "reward_margins": report.reward_margins,
+            "reward_accuracies": report.reward_accuracies, "seconds": round(report.seconds, 1),
+            "pairs": report.pairs, "trained_pairs": report.trained_pairs, "final_margin": report.final_margin,
+            "final_accuracy": report.final_accuracy, "kept_steps": report.kept_steps}
 
 
 def english_version(prompts: pl.DataFrame, english: pl.DataFrame) -> pl.DataFrame:
@@ -197,8 +190,9 @@ def build_offline_assets(profile: Profile, recipe: Recipe) -> list:
         pair_assets.append("translation_pairs")
 
     assets += [
-        dpo_asset(dpo, pair_assets, profile.training.dpo, profile,
+        dpo_asset(dpo, pair_assets, profile.training.dpo, recipe,
                   "DPO per cluster from the SFT merge on best-vs-worst and translation-contrast pairs."),
+        *within_run_assets(recipe, dpo),
         merged_asset(merged, recipe, profile, "The offline DPO checkpoints merged."),
     ]
     return assets
@@ -239,8 +233,9 @@ def build_online_round(profile: Profile, recipe: Recipe, r: int, dpo: Stage, mer
 
     return [
         _completions, _scores, _pairs,
-        dpo_asset(dpo, [pairs], profile.online.dpo or profile.training.dpo, profile,
+        dpo_asset(dpo, [pairs], profile.online.dpo or profile.training.dpo, recipe,
                   f"Round {r}: DPO per cluster against {previous}."),
+        *within_run_assets(recipe, dpo),
         merged_asset(merged, recipe, profile, f"Round {r}: the DPO checkpoints merged."),
     ]
 

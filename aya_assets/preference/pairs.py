@@ -67,6 +67,26 @@ def translation_contrast(native: pl.DataFrame, translated: pl.DataFrame) -> pl.D
     return conversational(pairs.sort("language", "prompt_id"))
 
 
+def safety_contrast(redteam: pl.DataFrame) -> pl.DataFrame:
+    """Chosen = a red-team train prompt's safe reference (a refusal), rejected = its unsafe reference (compliance)."""
+    rows = redteam.filter((pl.col("split") == "train") & pl.col("reference").is_not_null()
+                          & pl.col("unsafe_reference").is_not_null() & (pl.col("reference") != pl.col("unsafe_reference")))
+    pairs = rows.select(
+        "prompt_id",
+        "language",
+        kind=pl.lit("safety"),
+        prompt_text=pl.col("text"),
+        chosen_text=pl.col("reference"),
+        rejected_text=pl.col("unsafe_reference"),
+        chosen_source=pl.lit("safe_reference"),
+        rejected_source=pl.lit("unsafe_reference"),
+        chosen_score=pl.lit(None, pl.Float64),
+        rejected_score=pl.lit(None, pl.Float64),
+        margin=pl.lit(None, pl.Float64),
+    )
+    return conversational(pairs.sort("language", "prompt_id"))
+
+
 def trl_rows(pairs: pl.DataFrame) -> list[dict]:
     """The rows TRL's DPOTrainer takes."""
     return pairs.select("prompt", "chosen", "rejected").to_dicts()

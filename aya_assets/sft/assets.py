@@ -10,11 +10,11 @@ from aya_assets.arbitrage.router import routed
 from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.checkpoints.build import Card, materialize_checkpoint, train_info
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
-from aya_assets.merge.assets import merged_asset
+from aya_assets.merge.assets import merged_asset, within_run_assets
 from aya_assets.partitions import cluster_partitions, language_to_cluster_mapping
 from aya_assets.profile import Profile
 from aya_assets.stages import Recipe, Stage, baseline_routing
-from aya_assets.training.settings import TrainSettings
+from aya_assets.training.settings import KeepCheckpoints, TrainSettings
 
 CODE_VERSION = "1"
 CHAT_TEMPLATE = "sft_chat_template"
@@ -32,20 +32,23 @@ def cluster_rows(arbitrage: pl.DataFrame, languages: list[str], replay: float, s
 
 
 def train_student(context: dg.AssetExecutionContext, rows: pl.DataFrame, base: Checkpoint, out: Checkpoint,
-                  settings: TrainSettings, description: str) -> dg.Output:
-    """SFT the student base on `rows` (arbitrage-style rows with `messages`) into `out`."""
+                  settings: TrainSettings, description: str, keep: KeepCheckpoints | None = None) -> dg.Output:
+    """SFT `base` on `rows` (arbitrage-style rows with `messages`) into `out`, keeping the last checkpoints if `keep`."""
     from aya_assets.training.sft import train_sft
 
     rows = rows.sort("language", "prompt_id")
     languages = sorted(set(rows["language"]))
 
     def build(tmp):
-        return {**train_info(train_sft(base.local, sft_conversations(rows), tmp, settings)), "languages": ",".join(languages)}
+        report = train_sft(base.local, sft_conversations(rows), tmp, settings, keep=keep)
+        return {**train_info(report), "languages": ",".join(languages), "kept_steps": report.kept_steps}
 
-    name = f"{context.asset_key.to_user_string()}/{context.partition_key}"
-    card = Card(name, description, {"training": settings, "languages": languages}, rows.select("prompt_id", "language", "teacher"))
+    name = context.asset_key.to_user_string() + (f"/{context.partition_key}" if context.has_partition_key else "")
+    card = Card(name, description, {"training": settings, "languages": languages, "kept": keep},
+                rows.select("prompt_id", "language", "teacher"))
     inputs = [base.identity(), rows.select("prompt_id", "teacher", "sample", "completion").rows(), settings]
-    return materialize_checkpoint(context, out, inputs, build, card)
+    return materialize_checkpoint(context, out, inputs + ([keep] if keep else []), build, card)
+
 
 
 @dg.asset_check(asset="student_base", name=CHAT_TEMPLATE, blocking=True,
@@ -82,10 +85,12 @@ def build_sft_assets(profile: Profile, recipe: Recipe) -> list:
         """The student, SFT'd with TRL on the arbitrage data of one cluster's languages (plus the replay share)."""
         cluster = context.partition_key
         rows = cluster_rows(arbitrage_sft, profile.clusters[cluster], replay, profile.seed)
-        return train_student(context, rows, base, located(store, stage.asset, cluster), sft_settings(profile),
-                             f"student SFT on arbitrage data of one language cluster, replay {replay} of the others")
+        settings = sft_settings(profile)
+        return train_student(context, rows, base, located(store, stage.asset, cluster), settings,
+                             f"student SFT on arbitrage data of one language cluster, replay {replay} of the others",
+                             recipe.keeps(stage, settings.steps))
 
-    assets = [student_chat_template, sft_checkpoints,
+    assets = [student_chat_template, sft_checkpoints, *within_run_assets(recipe, stage),
               merged_asset(recipe["sft_merged"], recipe, profile, "The cluster SFT checkpoints merged into one model.")]
     if profile.training.baselines:
         assets.append(baseline_asset(recipe["baseline_sft"], recipe, profile, trained))
