@@ -20,6 +20,17 @@ def aya_home(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run the tiny models on one thread: they gain nothing from more, and on a busy CPU extra threads stall."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def instance(tmp_path):
     (tmp_path / "dagster").mkdir(exist_ok=True)

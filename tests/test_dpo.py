@@ -18,12 +18,8 @@ SETTINGS = DPOSettings(steps=STEPS, learning_rate=1e-3, batch_size=8)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run the tiny models on one thread: they gain nothing from more, and on a busy CPU extra threads stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs the tiny models on one torch thread (conftest.one_torch_thread)."""
 
 
 @contextmanager

@@ -223,6 +223,24 @@ def test_the_llm_judge_parses_verdicts_with_a_fake_backend_unparsed_as_none():
     assert judge.name == "LLMHarmJudge(guard)" and H.GUARD_PROMPT in judge.identity()
 
 
+def test_guard_verdicts_are_cached_per_stage_and_rejudged_only_where_an_answer_changed_with_a_fake_backend(tmp_path):
+    backend = FakeGuard(replies=REPLIES)
+    judge = H.LLMHarmJudge(model="guard", backend=backend)
+    answers = pl.DataFrame([(stage, lang, f"{stage}-{lang}-{i}", f"prompt {i}", reply)
+                            for stage in ("a", "b") for lang in ("en", "fr") for i, reply in enumerate(["refused", "complied"])],
+                           schema=["stage", "language", "prompt_id", "prompt", "completion"], orient="row")
+    shards = H.VerdictShards(tmp_path, "owner", 64, lambda _: None)
+    first, counts = H.cached_harm_verdicts(judge, answers, shards)
+    assert counts == {"generated": 4, "reused": 0} and len(backend._calls) == 4  # a shard per stage and language
+    assert first.columns == ["stage", "language", "prompt_id", "harmful"] and first["harmful"].to_list() == [False, True] * 4
+    again, counts = H.cached_harm_verdicts(judge, answers, shards)
+    assert counts == {"generated": 0, "reused": 4} and len(backend._calls) == 4 and again.equals(first)
+    changed = answers.with_columns(completion=pl.when((pl.col("stage") == "b") & (pl.col("language") == "fr"))
+                                   .then(pl.lit("complied")).otherwise("completion"))
+    _, counts = H.cached_harm_verdicts(judge, changed, shards)
+    assert counts == {"generated": 1, "reused": 3}
+
+
 @pytest.mark.parametrize("text, verdict", [
     ("safe", False), ("unsafe", True), ("unsafe\nS1,S9", True), ("\n\n  Unsafe  \nS2", True), ("SAFE.", False),
     ("'safe'", False), ("safely", None), ("unsafe-ish", True), ("", None), ("   ", None), ("S1\nunsafe", None),

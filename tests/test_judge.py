@@ -259,8 +259,9 @@ def test_win_rates_fail_their_blocking_check_when_the_judge_gives_no_verdicts(ay
 def test_win_rates_choose_the_best_single_teacher_on_a_slice_they_do_not_report_on(aya_home, write_profile):
     # One single teacher answers every prompt exactly; the others, and every other stage, answer off the reference.
     # sft_merged is a baseline and an evaluated stage; the final merge (online_1_merged) trails it on every prompt.
+    # Without the safety stage, so that the final model is the last online merge.
     path = write_profile(evaluation={"bootstrap_resamples": 100}, generation={"device": "cpu"}, online={"rounds": 1},
-                         training={"baselines": True})
+                         training={"baselines": True}, safety={"enabled": False})
     profile = load_profile(path)
     best = "single_teacher_slavic_greek"
     texts = {best: "answer {i}", "sft_merged": "answer number {i}", "online_1_merged": "the answer is {i} or so"}

@@ -27,12 +27,8 @@ def settings(steps: int) -> TrainSettings:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run the tiny models on one thread: they gain nothing from more, and on a busy CPU extra threads stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs the tiny models on one torch thread (conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Preference pairs per cluster: the margin check judges each cluster, and a cluster without pairs is skipped, not fatal."""
 
+import json
 import shutil
 
 import dagster as dg
@@ -10,11 +11,12 @@ import yaml
 from aya_assets.checkpoints.build import report_metadata
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, CheckpointIOManager
 from aya_assets.checkpoints.files import content_hash
+from aya_assets.merge.assets import within_run_asset
 from aya_assets.partitions import per_language
 from aya_assets.preference.assets import PAIRS_MARGIN, SKIPPED, dpo_asset, pairs_check, pairs_outputs
 from aya_assets.preference.pairs import cluster_pairs, conversational, failing_clusters
 from aya_assets.profile import load_profile
-from aya_assets.stages import Stage
+from aya_assets.stages import Recipe, Stage
 from aya_assets.artifacts.store import ArtifactStore
 from aya_assets.cli.runner import materialize_all
 from aya_assets.artifacts.tables import WarehouseIOManager
@@ -87,9 +89,12 @@ def graph(aya_home, write_profile, ckpt, instance):
         return _stub
 
     dpo = dpo_asset(Stage("toy_dpo", "test", "cluster", "train", "sft_merged"), ["toy_pairs"], profile.training.dpo,
-                    profile, "DPO on toy pairs.")
+                    Recipe(profile), "DPO on toy pairs.")
+    # Its within-run merge: these runs keep no checkpoints (no averaged stage in the recipe asks them to), so each
+    # average is its run as is, with the run's record (pairs, skipped) carried on for the across-cluster weights.
+    averaged = within_run_asset(Stage("toy_averaged", "test", "cluster", "merge", "toy_dpo"), profile, "Averaged.")
     defs = dg.Definitions(
-        assets=[toy_pairs, stub("student_base", ckpt["base"]), stub("sft_merged", ckpt["a"]), dpo],
+        assets=[toy_pairs, stub("student_base", ckpt["base"]), stub("sft_merged", ckpt["a"]), dpo, averaged],
         resources={"store": store, CHECKPOINT_IO: CheckpointIOManager(store=store),
                    "io_manager": WarehouseIOManager(base_dir=str(store.warehouse))},
     )
@@ -109,6 +114,11 @@ def test_a_cluster_without_pairs_keeps_its_input_model_and_the_run_goes_on(graph
     assert (trained / "model.safetensors").read_bytes() != (store.models / "sft_merged" / "model.safetensors").read_bytes()
     assert "Skipped: no pairs; this is sft_merged unchanged." in (skipped / "README.md").read_text()
     assert '"pairs": 0' in (skipped / "aya_build.json").read_text()  # a data-proportional merge gives it weight 0
+    for cluster, record in (("east_asian", {"pairs": 0, "skipped": SKIPPED}), ("romance_germanic", {"pairs": 8})):
+        average = store.models / "toy_averaged" / cluster
+        built = json.loads((average / "aya_build.json").read_text())
+        assert {k: built.get(k) for k in record} == record and built["averaged_steps"] == []
+        assert (average / "model.safetensors").read_bytes() == (store.models / "toy_dpo" / cluster / "model.safetensors").read_bytes()
     # The margin check names the cluster without pairs (a warning: the run went on).
     check = next(e for r in results for e in r.get_asset_check_evaluations() if e.check_name == PAIRS_MARGIN)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN

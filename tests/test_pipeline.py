@@ -126,9 +126,11 @@ def test_no_eval_prompt_reaches_any_model(graph):
     )
     used = [pl.read_parquet(p) for p in (data / "models").rglob("training_data.parquet")]
     # 5 teachers, student, reward model, 4 cluster SFTs, 9 baselines (4 single teachers, random, fixed, learned top-1
-    # and top-2, reward), 4 offline DPOs, 4 online DPOs.
-    assert len(used) == 5 + 1 + 1 + 4 + 9 + 4 + 4
-    assert not eval_ids & set(pl.concat(used, how="diagonal")["prompt_id"])
+    # and top-2, reward), 4 offline DPOs, 4 online DPOs, the safety SFT and the safety DPO.
+    assert len(used) == 5 + 1 + 1 + 4 + 9 + 4 + 4 + 2
+    redteam = read(data, "redteam_prompts")
+    held_out = eval_ids | set(redteam.filter(pl.col("split") == "eval")["prompt_id"])
+    assert not held_out & set(pl.concat(used, how="diagonal")["prompt_id"])
     # Nothing that trains (pool, router, arbitrage, pairs, online samples) sees an eval prompt either.
     for asset in ("pool_completions", "router", "arbitrage_sft", "offline_pairs", "translation_pairs", "online_1_completions"):
         assert not eval_ids & set(read(data, asset)["prompt_id"]), asset
@@ -274,6 +276,69 @@ def test_stage_quality_per_stage_and_language(graph):
     assert all(s in meta["overall"].value for s in stages)
     db = refresh_catalog(data / "aya.duckdb", data / "warehouse", instance, defs)
     assert run_query(db, data / "warehouse", "SELECT count(*) FROM stage_quality WHERE language = 'all'").item() == len(stages)
+
+
+def test_within_run_merges_average_each_runs_kept_checkpoints_and_feed_the_cluster_merge(graph):
+    data, defs, instance, results = graph
+    models = data / "models"
+    for train, averaged, merged in [("sft_checkpoints", "sft_averaged", "sft_merged"),
+                                    ("dpo_offline", "dpo_offline_averaged", "dpo_offline_merged"),
+                                    ("online_1_dpo", "online_1_averaged", "online_1_merged")]:
+        run = models / train / "east_asian"
+        kept = sorted(p.name for p in (run / "kept").iterdir())
+        assert len(kept) == 3, (train, kept)  # merge.within_run keep: 3
+        recipe = yaml.safe_load((models / averaged / "east_asian" / "merge_recipe.yaml").read_text())
+        assert recipe["merge_method"] == "linear" and sorted(Path(m["model"]).name for m in recipe["models"]) == kept
+        assert {Path(m["model"]).parent.parent for m in recipe["models"]} == {run}
+        across = yaml.safe_load((models / merged / "merge_recipe.yaml").read_text())
+        assert {Path(m["model"]).parent.name for m in across["models"]} == {averaged}  # the averages, not the runs
+        card = (models / averaged / "east_asian" / "README.md").read_text()
+        assert train in card and "Steps averaged" in card
+    graph_ = defs.resolve_asset_graph()
+    assert graph_.get(dg.AssetKey("sft_merged")).parent_keys >= {dg.AssetKey("sft_averaged")}
+    table = read(data, "within_run_comparison")
+    assert table["cluster"].to_list() == list(yaml.safe_load((data.parent / "fast.yaml").read_text())["clusters"])
+    assert ((table["ci_low"] <= table["averaged_vs_final"]) & (table["averaged_vs_final"] <= table["ci_high"])).all()
+    assert "## Within-run averaging" in (data / "reports" / "latest.md").read_text()
+
+
+def test_harm_rates_cover_every_evaluated_stage_and_language(graph):
+    data, defs, instance, results = graph
+    stages = defs.resolve_asset_graph().get(dg.AssetKey("eval_generations")).partitions_def.get_partition_keys()
+    db = refresh_catalog(data / "aya.duckdb", data / "warehouse", instance, defs)
+    rates = run_query(db, data / "warehouse", "select stage, language, harmful_rate, ci_low, ci_high, n from harm_rates")
+    assert set(rates["stage"]) == set(stages) and {"safety_0.00", "safety_0.50", "safety_1.00"} <= set(stages)
+    assert set(rates["language"]) == {"all", *LANGUAGE_CODES}  # the bundled red-team set covers all 23
+    judged = rates.filter(pl.col("n") > 0)
+    assert ((judged["ci_low"] <= judged["harmful_rate"]) & (judged["harmful_rate"] <= judged["ci_high"])).all()
+    redteam = read(data, "redteam_prompts")
+    assert set(rates.filter(pl.col("language") == "all")["n"]) == {redteam.filter(pl.col("split") == "eval").height}
+    accuracy = read(data, "harm_classifier")
+    assert accuracy["language"][0] == "all" and 0 <= accuracy["accuracy"][0] <= 1
+    assert (data / "models" / "harm_classifier" / "classifier.joblib").exists()
+
+
+def test_safety_merge_sweep_is_one_partition_per_weight_with_its_recipe_and_the_tradeoff_chart(graph):
+    data, defs, *_ = graph
+    models = data / "models"
+    for key, weight in [("0.00", 0.0), ("0.50", 0.5), ("1.00", 1.0)]:
+        recipe = yaml.safe_load((models / "safety_merged" / key / "merge_recipe.yaml").read_text())
+        weights = {Path(m["model"]).name: m["parameters"]["weight"] for m in recipe["models"]}
+        assert weights == {"online_1_merged": 1.0 - weight, "safety_dpo": weight}
+        card = (models / "safety_merged" / key / "README.md").read_text()
+        assert "safety_dpo" in card and "online_1_merged" in card
+    assert {k.to_user_string() for k in defs.resolve_asset_graph().get(dg.AssetKey("safety_merged")).parent_keys} == {
+        "safety_dpo", "online_1_merged"}
+    sft_rows = pl.read_parquet(models / "safety_sft" / "training_data.parquet")
+    assert set(sft_rows["teacher"]) - {"safe_reference"}  # safety rows mixed with general arbitrage rows
+    pairs = read(data, "safety_pairs")
+    assert (pairs["kind"] == "safety").all() and [m["role"] for m in pairs["chosen"][0]] == ["assistant"]
+    table = read(data, "safety_tradeoff")
+    assert table["weight"].to_list() == [0.0, 0.5, 1.0] and table.filter("configured")["weight"].to_list() == [0.5]
+    assert table["pareto"].any() and table["harmful_rate"].is_not_null().all() and table["win_rate"].is_not_null().all()
+    report = (data / "reports" / "latest.md").read_text()
+    assert "safety_tradeoff.png" in report and (data / "reports" / "safety_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    assert report.index("## Routing") < report.index("## Safety") < report.index("## Within-run")
 
 
 # --- the UI on the finished run: dagster-webserver driven by headless Chromium ------------------------------------------

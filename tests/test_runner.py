@@ -50,7 +50,7 @@ def test_plan_counts_every_run_of_the_tiny_graph_once():
 
     steps = plan(build_definitions())
     labels = [s.label for s in steps]
-    assert labels[0] == "prompts" and steps[0].note == " (23 partitions, one run)"
+    assert labels[0] == "prompts, redteam_prompts" and steps[0].note == " (23 partitions, one run)"
     assert len(labels) == len(set(labels))  # each step's label is its key for the next run's time estimate
     # Unpartitioned assets are steps of their own, free to run side by side: the reward model next to the teachers,
     # stage_quality next to win_rates.
@@ -78,7 +78,7 @@ def test_plan_splits_a_language_layer_into_ranges_that_run_side_by_side():
     assert pool[0] not in dependencies[pool[1]]  # the halves overlap
     assert set(pool) <= dependencies[index["sft_checkpoints [east_asian]"]]  # what reads them waits for both
     assert len(plan(defs, chunks=1)) == len(steps) - 5  # the pool's, the translation pairs' and each online round's
-    assert "prompts" in index and "offline_pairs" in index  # no model runs there: one run is cheaper than two
+    assert "prompts, redteam_prompts" in index and "offline_pairs" in index  # no model runs there: one run is cheaper than two
 
 
 def test_a_layer_whose_asset_reads_another_partition_is_not_split():

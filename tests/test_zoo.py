@@ -30,8 +30,12 @@ from zoo_models import SEED_PROMPTS, build_zoo
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
 TEACHERS = ["aya_expanse", "command_r_plus", "qwen2_5", "llama3_1", "gemma2"]
-MODEL_ASSETS = ["sft_checkpoints", "sft_merged", "baseline_sft", "dpo_offline", "dpo_offline_merged", "online_1_dpo",
-                "online_1_merged"]
+MODEL_ASSETS = ["sft_checkpoints", "sft_averaged", "sft_merged", "baseline_sft", "dpo_offline", "dpo_offline_averaged",
+                "dpo_offline_merged", "online_1_dpo", "online_1_averaged", "online_1_merged", "safety_sft", "safety_dpo",
+                "safety_merged"]
+# The published Aya Red-teaming layout (English, French, Serbian and Tagalog files, no references), as a local copy.
+PUBLISHED_REDTEAM = ROOT / "tests" / "data" / "aya_redteaming"
+REDTEAM_LANGUAGES = ["en", "fr", "ja", "ar"]
 
 
 def write_prompts(path: Path, train: int = 3, eval_: int = 1) -> Path:
@@ -72,6 +76,16 @@ def zoo_profile(zoo: dict[str, Path], prompts: Path) -> dict:
     profile["evaluation"] = {"baselines": ["student_base", "best_single_teacher"], "judge": "llm",
                              "judge_model": str(zoo["judge"]), "judge_max_new_tokens": 8, "max_unparsed_share": 1.0,
                              "bootstrap_resamples": 100}
+    # Safety trains on the bundled set (a few languages, for time) and is also judged on the published layout's
+    # prompts; the harm judge is the zoo's LLM (random: its verdicts are mostly unparsed, and counted as such).
+    profile["safety"] = {
+        "sources": [{"kind": "aya_redteaming", "name": "redteam_seed", "path": "data/seed/redteam",
+                     "languages": REDTEAM_LANGUAGES},
+                    {"kind": "aya_redteaming", "name": "aya_redteaming", "path": str(PUBLISHED_REDTEAM), "split": "eval"}],
+        "sft": {"steps": 2, "learning_rate": 0.001, "batch_size": 4, "max_length": 128},
+        "dpo": {"steps": 2, "learning_rate": 0.0001, "batch_size": 4, "max_length": 128},
+        "sweep": [0.0, 1.0], "merge_weight": 0.5, "harm_judge": "llm", "harm_judge_model": str(zoo["judge"]),
+        "harm_judge_max_new_tokens": 4}
     return profile
 
 
@@ -163,7 +177,7 @@ def test_every_verdict_is_parsed_or_counted_as_unparsed(zoo_run):
 
 def test_merges_load_with_transformers(zoo_run):
     models = zoo_run["data"] / "models"
-    for merged in ("sft_merged", "dpo_offline_merged", "online_1_merged"):
+    for merged in ("sft_merged", "dpo_offline_merged", "online_1_merged", "sft_averaged/slavic_greek", "safety_merged/0.50"):
         model = transformers.AutoModelForCausalLM.from_pretrained(models / merged)
         assert type(model).__name__ == "CohereForCausalLM", merged
         assert torch.isfinite(model(torch.tensor([[5, 6, 7]])).logits).all(), merged
@@ -207,9 +221,10 @@ def test_lineage_reaches_the_configured_checkpoints(zoo_run):
 
 
 def test_a_second_identical_run_trains_and_generates_nothing(zoo_run):
-    # SFT: 10 baselines (5 single teachers, random, fixed, learned top-1 and top-2, reward) + 4 clusters; DPO: 4
-    # offline + 4 online. Generation: pool, translation source, online samples, 18 eval stages, the judge.
-    assert zoo_run["calls"]["first"]["train"] == 22 and zoo_run["calls"]["first"]["generate"] > 20
+    # SFT: 10 baselines (5 single teachers, random, fixed, learned top-1 and top-2, reward) + 4 clusters + the safety
+    # SFT; DPO: 4 offline + 4 online + the safety DPO. Generation: pool, translation source, online samples, the eval
+    # and red-team stages, the judge and the harm judge.
+    assert zoo_run["calls"]["first"]["train"] == 24 and zoo_run["calls"]["first"]["generate"] > 20
     assert zoo_run["calls"]["second"] == {"generate": 0, "train": 0}
     assert zoo_run["after"] == zoo_run["before"]  # no shard or weight file written, none deleted
     second = zoo_run["second"]
@@ -217,6 +232,29 @@ def test_a_second_identical_run_trains_and_generates_nothing(zoo_run):
         assert all(m["reused"] is True for m in metadata(second, asset)), asset
     for asset in ("pool_completions", "online_1_completions"):
         assert all(m["shards_generated"] == 0 for m in metadata(second, asset)), asset
+
+
+def test_safety_on_the_configured_checkpoints_and_the_published_red_team_layout(zoo_run):
+    data = zoo_run["data"]
+    warehouse, models = data / "warehouse", data / "models"
+    redteam = pl.read_parquet(warehouse / "redteam_prompts" / "*.parquet")
+    published = redteam.filter(pl.col("source") == "aya_redteaming")
+    # The published copy's English and French rows, held out, without references; its Serbian and Tagalog left out.
+    assert set(published["language"]) == {"en", "fr"} and (published["split"] == "eval").all()
+    assert published["reference"].is_null().all() and published["category"].is_not_null().all()
+    assert set(redteam["language"]) == set(REDTEAM_LANGUAGES)
+    rates = pl.read_parquet(warehouse / "harm_rates" / "*.parquet")
+    stages = zoo_run["defs"].resolve_asset_graph().get(dg.AssetKey("eval_generations")).partitions_def.get_partition_keys()
+    assert set(rates["stage"]) == set(stages) and set(rates["language"]) == {"all", *REDTEAM_LANGUAGES}
+    overall = rates.filter(pl.col("language") == "all")
+    # Every held-out red-team answer was either judged by the guard LLM or counted as unjudged.
+    assert (overall["n"] + overall["unjudged"] == redteam.filter(pl.col("split") == "eval").height).all()
+    recipe = yaml.safe_load((models / "safety_merged" / "0.50" / "merge_recipe.yaml").read_text())
+    assert sorted(m["parameters"]["weight"] for m in recipe["models"]) == [0.5, 0.5]
+    kept = [p.name for p in (models / "sft_checkpoints").glob("*/kept/*")]
+    assert kept and set(kept) == {"step-1", "step-2"}  # 2 steps, every max(1, 10% of 2) = 1, last 3 kept: both
+    assert not (warehouse / "harm_classifier").exists()  # the LLM judge needs no classifier
+    assert pl.read_parquet(warehouse / "safety_tradeoff" / "*.parquet")["weight"].to_list() == [0.0, 0.5, 1.0]
 
 
 def test_learned_routing_on_the_configured_checkpoints(zoo_run, tmp_path):

@@ -24,9 +24,13 @@ MERGE_SANITY = "merge_sanity"
 CARRIED_RECORD = ("examples", "pairs", "skipped")
 
 
-def sanity_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(MERGE_SANITY, asset=asset, blocking=True,
-                             description="merged weights finite, same shapes as the inputs")
+def merge_asset_args(stage: Stage, description: str) -> dict:
+    """What every merge asset declares: its stage's name and group, mergekit, the gpu pool, the checkpoint IO
+    manager and the blocking merge_sanity check."""
+    return dict(name=stage.asset, group_name=stage.group, kinds={"mergekit", "safetensors"}, code_version=CODE_VERSION,
+                pool="gpu", io_manager_key=CHECKPOINT_IO, description=description,
+                check_specs=[dg.AssetCheckSpec(MERGE_SANITY, asset=stage.asset, blocking=True,
+                                               description="merged weights finite, same shapes as the inputs")])
 
 
 def sanity_result(merged: Path, reference: Path) -> dg.AssetCheckResult:
@@ -43,18 +47,8 @@ def within_run_asset(stage: Stage, profile: Profile, description: str):
     """Per cluster: the linear average (equal weights) of the checkpoints its run of `stage.starts_from` kept
     (merge.within_run), carrying the run's build record on, so the across-cluster merge weighs it as it would the run."""
 
-    @dg.asset(
-        name=stage.asset,
-        partitions_def=cluster_partitions(profile.clusters),
-        ins={"run": dg.AssetIn(stage.starts_from)},
-        group_name=stage.group,
-        kinds={"mergekit", "safetensors"},
-        code_version=CODE_VERSION,
-        pool="gpu",
-        io_manager_key=CHECKPOINT_IO,
-        description=description,
-        check_specs=[sanity_spec(stage.asset)],
-    )
+    @dg.asset(partitions_def=cluster_partitions(profile.clusters), ins={"run": dg.AssetIn(stage.starts_from)},
+              **merge_asset_args(stage, description))
     def _averaged(context: dg.AssetExecutionContext, run: Checkpoint, store: ArtifactStore):
         kept = kept_checkpoints(run.local)
         carried = {k: v for k, v in build_record(run.local).items() if k in CARRIED_RECORD}
@@ -92,18 +86,9 @@ def merged_asset(stage: Stage, recipe: Recipe, profile: Profile, description: st
     clusters = list(profile.clusters)
     cfg = profile.merge
 
-    @dg.asset(
-        name=stage.asset,
-        ins={"models": dg.AssetIn(stage.starts_from, partition_mapping=dg.AllPartitionMapping()),
-             "base": dg.AssetIn(recipe.merge_base(stage))},
-        group_name=stage.group,
-        kinds={"mergekit", "safetensors"},
-        code_version=CODE_VERSION,
-        pool="gpu",
-        io_manager_key=CHECKPOINT_IO,
-        description=description,
-        check_specs=[sanity_spec(stage.asset)],
-    )
+    @dg.asset(ins={"models": dg.AssetIn(stage.starts_from, partition_mapping=dg.AllPartitionMapping()),
+                   "base": dg.AssetIn(recipe.merge_base(stage))},
+              **merge_asset_args(stage, description))
     def _merged(context: dg.AssetExecutionContext, models: dict[str, Checkpoint], base: Checkpoint, store: ArtifactStore):
         records = {c: build_record(models[c].local) for c in clusters}
         sizes = {c: int(r.get("examples") or r.get("pairs") or 0) for c, r in records.items()}

@@ -33,6 +33,20 @@ def with_stored(df: pl.DataFrame, warehouse: Path, asset_key: dg.AssetKey, fresh
     return whole, sorted([*fresh, *others])
 
 
+def stored_checks(context: dg.AssetExecutionContext, fresh: pl.DataFrame, store: ArtifactStore, languages: list[str],
+                  max_mismatch: float, every_language: bool = True):
+    """The prompt checks (checks.evaluate) over this run's rows and every stored partition of the asset, logging each
+    failure's figures; `every_language`: each stored language must have train and eval rows (else only those present,
+    for a source that covers some languages)."""
+    whole, covered = with_stored(fresh, store.warehouse, context.asset_key, languages)
+    judged = covered if every_language else sorted(set(whole["language"]))
+    for name, (passed, meta) in checks.evaluate(whole, judged, max_mismatch).items():
+        if not passed:  # the figures, not the Markdown tables, so that `aya materialize` says what failed
+            figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if not isinstance(v, dg.MarkdownMetadataValue))
+            context.log.error(f"check {name} failed over the stored partitions {', '.join(covered)}: {figures}")
+        yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
+
+
 def build_prompt_assets(profile: Profile) -> list:
     @dg.asset(
         partitions_def=language_partitions,
@@ -54,11 +68,6 @@ def build_prompt_assets(profile: Profile) -> list:
         for language in languages:
             context.add_asset_metadata(partition_metadata(loaded, language), partition_key=language)
         yield dg.Output(loaded.frame)
-        whole, covered = with_stored(loaded.frame, store.warehouse, context.asset_key, languages)
-        for name, (passed, meta) in checks.evaluate(whole, covered, profile.prompts.max_language_mismatch).items():
-            if not passed:  # the figures, not the Markdown tables, so that `aya materialize` says what failed
-                figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if not isinstance(v, dg.MarkdownMetadataValue))
-                context.log.error(f"check {name} failed over the stored partitions {', '.join(covered)}: {figures}")
-            yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
+        yield from stored_checks(context, loaded.frame, store, languages, profile.prompts.max_language_mismatch)
 
     return [prompts]

@@ -15,7 +15,7 @@ from aya_assets.checkpoints.build import Card, materialize_checkpoint
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
 from aya_assets.evaluation import report
 from aya_assets.evaluation.assets import generations_asset
-from aya_assets.merge.assets import sanity_result, sanity_spec
+from aya_assets.merge.assets import merge_asset_args, sanity_result
 from aya_assets.merge.merging import RECIPE_FILE, merge_checkpoints
 from aya_assets.models.assets import train_rows
 from aya_assets.partitions import language_partitions
@@ -23,8 +23,11 @@ from aya_assets.preference.assets import dpo_info
 from aya_assets.preference.pairs import safety_contrast, trl_rows
 from aya_assets.profile import Profile
 from aya_assets.prompts import checks
-from aya_assets.prompts.assets import with_stored
-from aya_assets.safety.harm import HarmJudge, harm_rate_table, pareto_front, tradeoff_chart, train_harm_classifier
+from aya_assets.prompts.assets import stored_checks
+from aya_assets.arbitrage.pool import owner_key
+from aya_assets.evaluation.winrates import VerdictShards
+from aya_assets.safety.harm import (HarmJudge, cached_harm_verdicts, harm_rate_table, pareto_front, tradeoff_chart,
+                                    train_harm_classifier)
 from aya_assets.safety.redteam import read_redteam
 from aya_assets.sft.assets import train_student
 from aya_assets.stages import Recipe, weight_key
@@ -142,13 +145,9 @@ def build_safety_assets(profile: Profile, recipe: Recipe) -> list:
         if loaded.skipped.height:
             context.log.info(f"red-team rows outside the Aya languages, left out:\n{markdown_table(loaded.skipped)}")
         yield dg.Output(loaded.frame)
-        whole, covered = with_stored(loaded.frame, store.warehouse, context.asset_key, languages)
-        present = sorted(set(whole["language"]))  # a red-team source need not cover every language (the hub's has 6)
-        for name, (passed, meta) in checks.evaluate(whole, present, profile.prompts.max_language_mismatch).items():
-            if not passed:
-                figures = ", ".join(f"{k}: {v}" for k, v in meta.items() if not isinstance(v, dg.MarkdownMetadataValue))
-                context.log.error(f"check {name} failed over the stored red-team partitions: {figures}")
-            yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
+        # A red-team source need not cover every language (the published set has six).
+        yield from stored_checks(context, loaded.frame, store, languages, profile.prompts.max_language_mismatch,
+                                 every_language=False)
 
     everything = dg.AllPartitionMapping()
     assets = [redteam_prompts]
@@ -250,10 +249,10 @@ def safety_merge_asset(recipe: Recipe, tuned: str):
     profile, stage = recipe.profile, recipe["safety_merged"]
     keys = recipe.partitions(stage)
 
-    @dg.asset(name=stage.asset, partitions_def=dg.StaticPartitionsDefinition(keys),
-              ins={"tuned": dg.AssetIn(tuned), "general": dg.AssetIn(recipe.general)}, group_name=GROUP,
-              kinds={"mergekit", "safetensors"}, code_version=CODE_VERSION, pool="gpu", io_manager_key=CHECKPOINT_IO,
-              check_specs=[sanity_spec(stage.asset)])
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(keys),
+              ins={"tuned": dg.AssetIn(tuned), "general": dg.AssetIn(recipe.general)},
+              **merge_asset_args(stage, "The safety merge at each weight of safety.sweep: w x the safety-tuned model + "
+                                        "(1 - w) x the general model."))
     def safety_merged(context: dg.AssetExecutionContext, tuned: Checkpoint, general: Checkpoint, store: ArtifactStore):
         """The safety merge at this partition's weight w: w x the safety-tuned model + (1 - w) x the general model."""
         w = float(context.partition_key)
@@ -282,16 +281,17 @@ def harm_assets(profile: Profile, recipe: Recipe, stages: list[str]) -> list:
     @dg.asset(ins={"redteam_generations": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
               deps=["harm_classifier"] if classifier else [], group_name=EVALUATION, kinds={"polars", "parquet"},
               code_version=CODE_VERSION)
-    def harm_rates(redteam_generations: pl.DataFrame, harm_judge: HarmJudge) -> dg.Output[pl.DataFrame]:
+    def harm_rates(context: dg.AssetExecutionContext, redteam_generations: pl.DataFrame, harm_judge: HarmJudge,
+                   store: ArtifactStore) -> dg.Output[pl.DataFrame]:
         """Per evaluated stage and language: the share of held-out red-team prompts answered harmfully, as the harm
         judge (not the arbiter) rules, with a bootstrap 95% interval."""
-        g = redteam_generations.sort("stage", "prompt_id")
-        verdicts = g.select("stage", "language", "prompt_id").with_columns(harmful=pl.Series(
-            harm_judge.harmful(g["prompt"].to_list(), g["completion"].to_list(), g["language"].to_list()),
-            dtype=pl.Boolean))
+        shards = VerdictShards(store.shards / "harm_rates", owner_key(profile.name, harm_judge.name),
+                               profile.generation.shard_size, context.log.info)
+        verdicts, counts = cached_harm_verdicts(harm_judge, redteam_generations, shards)
         table = harm_rate_table(verdicts, stages, ev.bootstrap_resamples, profile.seed)
         overall = table.filter(pl.col("language") == "all").with_columns(pl.col(pl.Float64).round(3))
-        return dg.Output(table, metadata={"judge": harm_judge.name,
+        return dg.Output(table, metadata={"judge": harm_judge.name, "verdict_shards_judged": counts["generated"],
+                                          "verdict_shards_reused": counts["reused"],
                                           "overall": dg.MetadataValue.md(markdown_table(overall, rows=overall.height))})
 
     ins = {"harm_rates": dg.AssetIn(), "win_rates": dg.AssetIn()}

@@ -21,9 +21,12 @@ import numpy as np
 import polars as pl
 from pydantic import PrivateAttr
 
+from aya_assets.arbitrage.pool import plan_shards, run_shards
 from aya_assets.arbitrage.router import held_out
+from aya_assets.checkpoints.build import fingerprint
 from aya_assets.checkpoints.files import model_identity
 from aya_assets.evaluation.bootstrap import grouped_intervals
+from aya_assets.evaluation.winrates import VerdictShards
 from aya_assets.generation import GenerationBackend, SamplingSettings
 from aya_assets.profile import HarmClassifierConfig
 
@@ -333,3 +336,29 @@ def tradeoff_chart(table: pl.DataFrame) -> bytes:
     if front.any():
         ax.legend(fontsize=7)
     return to_png(fig)
+
+
+VERDICT_COLUMNS = ("stage", "language", "prompt_id", "harmful")
+
+
+def cached_harm_verdicts(judge: HarmJudge, answers: pl.DataFrame, shards: VerdictShards) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The judge's verdict on every answer (stage, language, prompt_id, prompt, completion), in shards per stage and
+    language that are reused while the judge and the shard's answers are unchanged: a second identical run, or one
+    that changed a single stage, asks a guard model nothing it already answered."""
+    identity, frames, counts = judge.identity(), [], {"reused": 0, "generated": 0}
+    for (stage,), rows in answers.sort("stage", "language", "prompt_id").group_by("stage", maintain_order=True):
+        planned = plan_shards(rows.rename({"prompt": "text"}), [stage], shards.size)
+        part = {s: rows.filter(pl.col("prompt_id").is_in(s.prompt_ids)) for s in planned}
+
+        def judged(shard, part=part):
+            r = part[shard]
+            verdicts = judge.harmful(r["prompt"].to_list(), r["completion"].to_list(), r["language"].to_list())
+            return r.select(*VERDICT_COLUMNS[:3]).with_columns(harmful=pl.Series(verdicts, dtype=pl.Boolean))
+
+        got, n = run_shards(planned, shards.directory, {stage: shards.owner},
+                            lambda shard: fingerprint(identity, part[shard].select("prompt_id", "prompt", "completion").rows()),
+                            judged, shards.log)
+        frames += got
+        counts = {k: counts[k] + n[k] for k in counts}
+    schema = {"stage": pl.String, "language": pl.String, "prompt_id": pl.String, "harmful": pl.Boolean}
+    return (pl.concat(frames).cast(schema) if frames else pl.DataFrame(schema=schema)), counts

@@ -20,6 +20,7 @@ from aya_assets import paths
 from aya_assets.languages import LANGUAGE_CODES, LANGUAGES
 from aya_assets.profile import RedTeamSource
 from aya_assets.prompts.sources import (
+    PROMPT_SCHEMA,
     PromptSourceError,
     _check_new_id,
     _field,
@@ -32,18 +33,9 @@ from aya_assets.prompts.sources import (
     read_jsonl,
 )
 
-REDTEAM_SCHEMA = {
-    "prompt_id": pl.String,
-    "language": pl.String,
-    "text": pl.String,
-    "source": pl.String,
-    "source_id": pl.String,
-    "split": pl.String,
-    "category": pl.String,  # the row's harm categories joined by "; "
-    "scope": pl.String,  # global_or_local
-    "reference": pl.String,  # safe_reference: the answer to learn
-    "unsafe_reference": pl.String,  # a compliance: the answer to avoid
-}
+# The prompts' columns (reference: the safe answer to learn), then global_or_local and a compliance (the answer to avoid);
+# category holds the row's harm categories joined by "; ".
+REDTEAM_SCHEMA = {**PROMPT_SCHEMA, "scope": pl.String, "unsafe_reference": pl.String}
 SKIPPED_SCHEMA = {"source": pl.String, "file": pl.String, "language": pl.String, "rows": pl.Int64, "reason": pl.String}
 NOT_AYA = "not an Aya language"
 
