@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from aya_assets.arbitrage.pool import owner_key
 from aya_assets.artifacts import plots
 from aya_assets.artifacts.atomic import write_bytes
 from aya_assets.artifacts.store import ArtifactStore
@@ -15,6 +16,7 @@ from aya_assets.checkpoints.build import Card, materialize_checkpoint
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
 from aya_assets.evaluation import report
 from aya_assets.evaluation.assets import generations_asset
+from aya_assets.evaluation.winrates import VerdictShards
 from aya_assets.merge.assets import merge_asset_args, sanity_result
 from aya_assets.merge.merging import RECIPE_FILE, merge_checkpoints
 from aya_assets.models.assets import train_rows
@@ -24,8 +26,6 @@ from aya_assets.preference.pairs import safety_contrast, trl_rows
 from aya_assets.profile import Profile
 from aya_assets.prompts import checks
 from aya_assets.prompts.assets import stored_checks
-from aya_assets.arbitrage.pool import owner_key
-from aya_assets.evaluation.winrates import VerdictShards
 from aya_assets.safety.harm import (HarmJudge, cached_harm_verdicts, harm_rate_table, pareto_front, tradeoff_chart,
                                     train_harm_classifier)
 from aya_assets.safety.redteam import read_redteam
