@@ -47,19 +47,25 @@ def stored_checks(context: dg.AssetExecutionContext, fresh: pl.DataFrame, store:
         yield dg.AssetCheckResult(check_name=name, passed=passed, metadata={**meta, "checked_partitions": ", ".join(covered)})
 
 
-def build_prompt_assets(profile: Profile) -> list:
-    @dg.asset(
+def prompt_table_args(asset: str, code_version: str) -> dict:
+    """What a prompt table asset declares: language partitions as one backfill run, the prompts group (read before any
+    model work) and the blocking prompt checks."""
+    return dict(
         partitions_def=language_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="prompts",
         kinds={"polars", "parquet"},
-        code_version=CODE_VERSION,
+        code_version=code_version,
         metadata={PARTITION_COLUMN: "language"},
         # Checks are asset-wide over every stored partition: in dagster 1.13 an AssetCheckResult names no partition, and
         # a partitioned check spec gets one only in a run of a single key, so a single-run backfill could not report per key.
-        check_specs=[dg.AssetCheckSpec(name, asset="prompts", blocking=True, description=text)
+        check_specs=[dg.AssetCheckSpec(name, asset=asset, blocking=True, description=text)
                      for name, text in checks.DESCRIPTIONS.items()],
     )
+
+
+def build_prompt_assets(profile: Profile) -> list:
+    @dg.asset(**prompt_table_args("prompts", CODE_VERSION))
     def prompts(context: dg.AssetExecutionContext, store: ArtifactStore):
         """Prompts from every configured source, with stable ids and a train/eval split."""
         languages = list(context.partition_keys)

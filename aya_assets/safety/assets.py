@@ -11,7 +11,7 @@ from aya_assets.arbitrage.pool import owner_key
 from aya_assets.artifacts import plots
 from aya_assets.artifacts.atomic import write_bytes
 from aya_assets.artifacts.store import ArtifactStore
-from aya_assets.artifacts.tables import PARTITION_COLUMN, markdown_table
+from aya_assets.artifacts.tables import markdown_table
 from aya_assets.checkpoints.build import Card, materialize_checkpoint
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
 from aya_assets.evaluation import report
@@ -20,12 +20,10 @@ from aya_assets.evaluation.winrates import VerdictShards
 from aya_assets.merge.assets import merge_asset_args, sanity_result
 from aya_assets.merge.merging import RECIPE_FILE, merge_checkpoints
 from aya_assets.models.assets import train_rows
-from aya_assets.partitions import language_partitions
 from aya_assets.preference.assets import dpo_info
 from aya_assets.preference.pairs import safety_contrast, trl_rows
 from aya_assets.profile import Profile
-from aya_assets.prompts import checks
-from aya_assets.prompts.assets import stored_checks
+from aya_assets.prompts.assets import prompt_table_args, stored_checks
 from aya_assets.safety.harm import (HarmJudge, cached_harm_verdicts, harm_rate_table, pareto_front, tradeoff_chart,
                                     train_harm_classifier)
 from aya_assets.safety.redteam import read_redteam
@@ -122,16 +120,7 @@ def build_safety_assets(profile: Profile, recipe: Recipe) -> list:
     if not cfg.enabled:
         return []
 
-    @dg.asset(
-        partitions_def=language_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="prompts",  # read before any model work: the tiny tokenizer learns from it too
-        kinds={"polars", "parquet"},
-        code_version=CODE_VERSION,
-        metadata={PARTITION_COLUMN: "language"},
-        check_specs=[dg.AssetCheckSpec(name, asset="redteam_prompts", blocking=True, description=text)
-                     for name, text in checks.DESCRIPTIONS.items()],
-    )
+    @dg.asset(**prompt_table_args("redteam_prompts", CODE_VERSION))
     def redteam_prompts(context: dg.AssetExecutionContext, store: ArtifactStore):
         """Red-team prompts (Aya Red-teaming layout) with harm categories, safe and unsafe references, split train/eval."""
         languages = list(context.partition_keys)
