@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import numpy as np
 import polars as pl
 
-from aya_assets.evaluation.bootstrap import grouped_intervals
+from aya_assets.evaluation.bootstrap import with_intervals
 
 QUALITY_SCHEMA = {
     "stage": pl.String, "language": pl.String, "n": pl.Int64, "exact_match": pl.Float64, "chrf": pl.Float64,
@@ -56,11 +55,7 @@ def stage_quality(generations: pl.DataFrame, stages: list[str], resamples: int =
     order = {s: i for i, s in enumerate(stages)}
     table = (pl.concat([overall, per_language, empty.join(overall, on="stage", how="anti")], how="diagonal_relaxed")
              .sort(pl.col("stage").replace_strict(order), pl.col("language") != "all", "language"))
-    # One grouped_intervals call for every row: each row's items laid out together (an item is in its language and `all`).
-    keyed = pl.concat([scores, scores.with_columns(language=pl.lit("all"))]).join(
-        table.select("stage", "language").with_row_index("row"), on=["stage", "language"]).sort("row")
-    ci = np.full((table.height, 2), np.nan)
-    ci[table["n"].to_numpy() > 0] = grouped_intervals(keyed["exact"].to_numpy(), keyed["row"].value_counts(sort=False)
-                                                      .sort("row")["count"].to_numpy(), resamples, seed)
-    return table.with_columns(ci_low=pl.Series(ci[:, 0]).fill_nan(None), ci_high=pl.Series(ci[:, 1]).fill_nan(None)
-                              ).select(*QUALITY_SCHEMA).cast(QUALITY_SCHEMA)
+    # An item is in its language's row and in `all`.
+    items = pl.concat([scores, scores.with_columns(language=pl.lit("all"))])
+    return with_intervals(table, items, ["stage", "language"], "exact", resamples, seed).select(
+        *QUALITY_SCHEMA).cast(QUALITY_SCHEMA)

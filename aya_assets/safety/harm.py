@@ -25,7 +25,7 @@ from aya_assets.arbitrage.pool import plan_shards, run_shards
 from aya_assets.arbitrage.router import held_out
 from aya_assets.checkpoints.build import fingerprint
 from aya_assets.checkpoints.files import model_identity
-from aya_assets.evaluation.bootstrap import grouped_intervals
+from aya_assets.evaluation.bootstrap import with_intervals
 from aya_assets.evaluation.winrates import VerdictShards
 from aya_assets.generation import GenerationBackend, SamplingSettings
 from aya_assets.profile import HarmClassifierConfig
@@ -174,19 +174,6 @@ def train_harm_classifier(redteam: pl.DataFrame, general_answers: pl.DataFrame, 
                       ).sort(pl.col("language") != "all", "language")
     return classifier, with_intervals(table, items, ["language"], "correct", resamples, seed).select(
         *ACCURACY_SCHEMA).cast(ACCURACY_SCHEMA)
-
-
-def with_intervals(table: pl.DataFrame, items: pl.DataFrame, keys: list[str], value: str, resamples: int,
-                   seed: int) -> pl.DataFrame:
-    """`table` (one row per key, n items each) with ci_low/ci_high: the bootstrap 95% interval of the mean of
-    `items`' `value` in each row, all rows in one grouped_intervals call; null where n is 0."""
-    keyed = items.join(table.select(*keys).with_row_index("row"), on=keys).sort("row")
-    ci = np.full((table.height, 2), np.nan)
-    if keyed.height:
-        sizes = keyed["row"].value_counts(sort=False).sort("row")
-        ci[sizes["row"].to_numpy()] = grouped_intervals(keyed[value].to_numpy(), sizes["count"].to_numpy(),
-                                                        resamples, seed)
-    return table.with_columns(ci_low=pl.Series(ci[:, 0]).fill_nan(None), ci_high=pl.Series(ci[:, 1]).fill_nan(None))
 
 
 # --- judges ---------------------------------------------------------------------------------------------------------
@@ -338,7 +325,7 @@ def tradeoff_chart(table: pl.DataFrame) -> bytes:
     return to_png(fig)
 
 
-VERDICT_COLUMNS = ("stage", "language", "prompt_id", "harmful")
+VERDICT_SCHEMA = {"stage": pl.String, "language": pl.String, "prompt_id": pl.String, "harmful": pl.Boolean}
 
 
 def cached_harm_verdicts(judge: HarmJudge, answers: pl.DataFrame, shards: VerdictShards) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -353,12 +340,11 @@ def cached_harm_verdicts(judge: HarmJudge, answers: pl.DataFrame, shards: Verdic
         def judged(shard, part=part):
             r = part[shard]
             verdicts = judge.harmful(r["prompt"].to_list(), r["completion"].to_list(), r["language"].to_list())
-            return r.select(*VERDICT_COLUMNS[:3]).with_columns(harmful=pl.Series(verdicts, dtype=pl.Boolean))
+            return r.select("stage", "language", "prompt_id").with_columns(harmful=pl.Series(verdicts, dtype=pl.Boolean))
 
         got, n = run_shards(planned, shards.directory, {stage: shards.owner},
                             lambda shard: fingerprint(identity, part[shard].select("prompt_id", "prompt", "completion").rows()),
                             judged, shards.log)
         frames += got
         counts = {k: counts[k] + n[k] for k in counts}
-    schema = {"stage": pl.String, "language": pl.String, "prompt_id": pl.String, "harmful": pl.Boolean}
-    return (pl.concat(frames).cast(schema) if frames else pl.DataFrame(schema=schema)), counts
+    return (pl.concat(frames).cast(VERDICT_SCHEMA) if frames else pl.DataFrame(schema=VERDICT_SCHEMA)), counts
