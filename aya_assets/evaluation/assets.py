@@ -59,6 +59,13 @@ def compare(judge: Judge, generations: pl.DataFrame, stage: str, baseline: str, 
     return Comparison(summary, verdicts, counts)
 
 
+def verdict_shards(context: dg.AssetExecutionContext, store: ArtifactStore, profile: Profile, judge: str,
+                   directory: str = "win_rates") -> VerdictShards:
+    """Where a judge's cached verdicts live: shards/<directory>, owned by this profile's judge."""
+    return VerdictShards(store.shards / directory, owner_key(profile.name, judge), profile.generation.shard_size,
+                         context.log.info)
+
+
 def chooses_best_single(stages: list[str], ev: EvaluationConfig) -> bool:
     """Whether a selection slice of the eval prompts chooses best_single_teacher (then every rate is on the rest)."""
     return BEST_SINGLE in ev.baselines and any(s.startswith("single_") for s in stages)
@@ -200,8 +207,7 @@ def build_evaluation_assets(profile: Profile, recipe: Recipe) -> list:
         """Each stage against each baseline, per language and overall: W/T/L, win rate (ties half), bootstrap 95% CI,
         on the eval prompts outside the slice that chose best_single_teacher."""
         ev = profile.evaluation
-        shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
-                               profile.generation.shard_size, context.log.info)
+        shards = verdict_shards(context, store, profile, judge.name)
         judged = judge_stages(judge, eval_generations, stages, final, ev, profile.seed, shards)
         result = pl.concat([c.summary for c in judged.comparisons]).select(*SUMMARY_COLUMNS)
         overall_rows = result.filter(pl.col("language") == "all")
@@ -281,8 +287,7 @@ def within_run_comparison_asset(profile: Profile, recipe: Recipe):
         """Each cluster's SFT at its final checkpoint against its within-run average: held-out exact match, win rate
         vs the student base, and the two judged head to head; the report's within-run section."""
         ev = profile.evaluation
-        shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
-                               profile.generation.shard_size, context.log.info)
+        shards = verdict_shards(context, store, profile, judge.name)
         held_out = held_out_generations(eval_generations, stages, profile)
         head = pl.concat([compare(judge, held_out, averaged, final, shards, ev.bootstrap_resamples, profile.seed).summary
                           for final, averaged in pairs.values()])
@@ -314,8 +319,7 @@ def routing_comparison_asset(profile: Profile, stages: list[str]):
         the resulting SFT student's win rate vs the best single teacher and vs reward routing's student (95% CI), and
         its held-out exact match; a chart of quality against cost, and the report's routing section."""
         ev = profile.evaluation
-        shards = VerdictShards(store.shards / "win_rates", owner_key(profile.name, judge.name),
-                               profile.generation.shard_size, context.log.info)
+        shards = verdict_shards(context, store, profile, judge.name)
         held_out = held_out_generations(eval_generations, stages, profile)  # the same prompts as win_rates' rates
         against = [compare(judge, held_out, r, "reward", shards, ev.bootstrap_resamples, profile.seed).summary
                    for r in routings if r != "reward"]

@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from aya_assets.arbitrage.pool import owner_key
 from aya_assets.artifacts import plots
 from aya_assets.artifacts.atomic import write_bytes
 from aya_assets.artifacts.store import ArtifactStore
@@ -15,8 +14,7 @@ from aya_assets.artifacts.tables import markdown_table
 from aya_assets.checkpoints.build import Card, materialize_checkpoint
 from aya_assets.checkpoints.io import CHECKPOINT_IO, Checkpoint, located
 from aya_assets.evaluation import report
-from aya_assets.evaluation.assets import generations_asset
-from aya_assets.evaluation.winrates import VerdictShards
+from aya_assets.evaluation.assets import generations_asset, verdict_shards
 from aya_assets.merge.assets import merge_asset_args, sanity_result
 from aya_assets.merge.merging import RECIPE_FILE, merge_checkpoints
 from aya_assets.models.assets import train_rows
@@ -274,9 +272,8 @@ def harm_assets(profile: Profile, recipe: Recipe, stages: list[str]) -> list:
                    store: ArtifactStore) -> dg.Output[pl.DataFrame]:
         """Per evaluated stage and language: the share of held-out red-team prompts answered harmfully, as the harm
         judge (not the arbiter) rules, with a bootstrap 95% interval."""
-        shards = VerdictShards(store.shards / "harm_rates", owner_key(profile.name, harm_judge.name),
-                               profile.generation.shard_size, context.log.info)
-        verdicts, counts = cached_harm_verdicts(harm_judge, redteam_generations, shards)
+        verdicts, counts = cached_harm_verdicts(harm_judge, redteam_generations,
+                                                verdict_shards(context, store, profile, harm_judge.name, "harm_rates"))
         table = harm_rate_table(verdicts, stages, ev.bootstrap_resamples, profile.seed)
         overall = table.filter(pl.col("language") == "all").with_columns(pl.col(pl.Float64).round(3))
         return dg.Output(table, metadata={"judge": harm_judge.name, "verdict_shards_judged": counts["generated"],
